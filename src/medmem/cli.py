@@ -1,0 +1,35 @@
+"""The `medmem` command line."""
+from __future__ import annotations
+
+import click
+
+
+@click.group()
+@click.version_option(package_name="medmem")
+def main() -> None:
+    """medmem: promptable medical image segmentation with memory."""
+
+
+@main.command("models")
+def models_cmd() -> None:
+    """List the registered model configs with their parameter counts."""
+    from medmem.config import list_models, get_config
+    from medmem.model.sam2 import SAM2Model
+
+    click.echo(f"{'name':<26} {'params':>10}  {'image size':>10}  description")
+    for name in list_models():
+        cfg = get_config(name)
+        n = SAM2Model.count_parameters(cfg)
+        click.echo(f"{name:<26} {n / 1e6:>9.2f}M  {cfg.image_size:>10}  {cfg.description}")
+
+
+def _register_subgroups() -> None:
+    from medmem.data.cli import data_group
+
+    main.add_command(data_group)
+
+
+_register_subgroups()
+
+if __name__ == "__main__":
+    main()
