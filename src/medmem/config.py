@@ -171,7 +171,7 @@ register("sam2.1_hiera_tiny_512", lambda: SAM2Config(
     trunk=_TRUNKS["tiny"]))
 
 # Small configs: for tests (fast on CPU) and for our bundled default model.
-_TEST_TRUNK = HieraConfig(embed_dim=16, num_heads=1, stages=(1, 1, 2, 1), global_att_blocks=(2,),
+_TEST_TRUNK = HieraConfig(embed_dim=16, num_heads=1, stages=(1, 1, 2, 1), global_att_blocks=(3,),
                           window_spec=(4, 4, 4, 2), window_pos_embed_bkg_spatial_size=(4, 4), d_model=32)
 register("test_tiny", lambda: SAM2Config(
     name="test_tiny", description="tiny random-weight config for unit tests", image_size=128, trunk=_TEST_TRUNK,
@@ -200,3 +200,13 @@ def get_config(name: str, **overrides) -> SAM2Config:
         raise KeyError(f"unknown model config {name!r}; known: {', '.join(_REGISTRY)}")
     cfg = _REGISTRY[name]()
     return replace(cfg, **overrides) if overrides else cfg
+
+
+# SAMed-2 (Yan et al., 2025): SAM 2 Hiera-S with a temporal adapter in every trunk block; the
+# compatibility switch reproduces the released grouping (neighbouring windows) so that its
+# checkpoints behave as in the release.
+_SMALL_DEPTH = sum(_TRUNKS["small"].stages)
+register("samed2_hiera_small", lambda: SAM2Config(
+    name="samed2_hiera_small", description="SAMed-2 (SAM 2 Hiera-S + temporal adapter, release-compatible)",
+    trunk=_TRUNKS["small"], temporal_adapter=TemporalAdapterConfig(
+        blocks=tuple(range(_SMALL_DEPTH)), num_frames=2, hidden_dim=32, samed2_compat=True), **_SAM20))

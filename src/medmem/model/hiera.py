@@ -68,7 +68,7 @@ class MultiScaleAttention(nn.Module):
 class MultiScaleBlock(nn.Module):
     def __init__(self, dim: int, dim_out: int, num_heads: int, mlp_ratio: float = 4.0, drop_path: float = 0.0,
                  q_stride: Optional[Tuple[int, int]] = None, window_size: int = 0,
-                 adapter: Optional[TemporalAdapter] = None) -> None:
+                 adapter: Optional[TemporalAdapter] = None, adapter_on_windows: bool = False) -> None:
         super().__init__()
         self.dim, self.dim_out = dim, dim_out
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
@@ -82,7 +82,8 @@ class MultiScaleBlock(nn.Module):
         if dim != dim_out:
             self.proj = nn.Linear(dim, dim_out)
         if adapter is not None:
-            self.temporal_adapter = adapter
+            self.adapter = adapter
+        self.adapter_on_windows = bool(adapter_on_windows)
 
     def forward(self, x: torch.Tensor, num_frames: int = 1) -> torch.Tensor:
         """x (B, H, W, C); `num_frames` consecutive batch items are neighbouring slices (adapter only)."""
@@ -95,15 +96,17 @@ class MultiScaleBlock(nn.Module):
         if ws > 0:
             x, pad_hw = window_partition(x, ws)
         x = self.attn(x)
+        adapter = getattr(self, "adapter", None)
+        if adapter is not None and self.adapter_on_windows:  # SAMed-2 release: groups neighbouring windows
+            x = x + adapter(x, adapter.num_frames)
         if self.q_stride:
             ws = self.window_size // self.q_stride[0]
             h, w = shortcut.shape[1:3]
             pad_hw = (h + (-h) % ws, w + (-w) % ws)
         if self.window_size > 0:
             x = window_unpartition(x, ws, pad_hw, (h, w))
-        adapter = getattr(self, "temporal_adapter", None)
-        if adapter is not None:
-            x = x + adapter(x, num_frames, window_size=ws)
+        if adapter is not None and not self.adapter_on_windows:  # medmem: groups neighbouring slices
+            x = x + adapter(x, num_frames)
         x = shortcut + self.drop_path(x)
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
@@ -142,7 +145,8 @@ class Hiera(nn.Module):
                 stage += 1
             adapter = TemporalAdapter(dim_out, adapter_cfg) if i in adapter_blocks else None
             self.blocks.append(MultiScaleBlock(dim, dim_out, heads, cfg.mlp_ratio, dpr[i],
-                                               cfg.q_stride if i in q_pool_blocks else None, ws, adapter))
+                                               cfg.q_stride if i in q_pool_blocks else None, ws, adapter,
+                                               adapter_on_windows=adapter_cfg is not None and adapter_cfg.samed2_compat))
             dim = dim_out
         self.channel_list = [self.blocks[i].dim_out for i in self.stage_ends[::-1]]
 

@@ -1,0 +1,45 @@
+"""Build a model by config name, optionally loading weights from a local path."""
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import torch
+
+from .checkpoint import PathLike, infer_config, load_weights, read_state_dict
+from .config import SAM2Config, get_config
+from .model import SAM2Model
+
+
+def build_model(name: Optional[Union[str, SAM2Config]] = None, checkpoint: Optional[PathLike] = None,
+                device: Optional[Union[str, torch.device]] = None) -> SAM2Model:
+    """A `SAM2Model` in eval mode.
+
+    name: a registered config (`medmem.list_models()`), a `SAM2Config`, or None to infer it from
+    the checkpoint. checkpoint: a local `.pt`/`.pth`/`.safetensors` file, loaded strictly.
+    device: "cpu", "cuda", "mps", ... (default: CUDA if available, else MPS, else CPU).
+    """
+    sd = meta = None
+    if checkpoint is not None:
+        sd, meta = read_state_dict(checkpoint)
+    if name is None:
+        if sd is None:
+            raise ValueError("give a config name or a checkpoint to infer it from")
+        cfg = infer_config(sd, meta)
+    elif isinstance(name, SAM2Config):
+        cfg = name
+    else:
+        cfg = get_config(name)
+    model = SAM2Model(cfg)
+    if sd is not None:
+        load_weights(model, sd)
+    return model.to(default_device(device)).eval()
+
+
+def default_device(device: Optional[Union[str, torch.device]] = None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
