@@ -195,7 +195,8 @@ class SAM2Model(nn.Module):
         toks, poss = [], []
         n = self.cfg.num_maskmem
         for mm in memories:
-            toks.append(mm.features.to(device).flatten(2).transpose(1, 2))
+            # memories may be stored in bf16 (as SAM 2 does); compute in fp32 (autocast narrows where enabled)
+            toks.append(mm.features.to(device=device, dtype=torch.float32).flatten(2).transpose(1, 2))
             pos = mm.pos.to(device).flatten(2).transpose(1, 2)
             poss.append(pos + self.maskmem_tpos_enc[n - mm.t_pos - 1].view(1, 1, -1))
         n_ptr = 0

@@ -1,0 +1,24 @@
+"""Mixed precision keyed on the device type: bf16 on CUDA by default, fp32 elsewhere unless asked."""
+from __future__ import annotations
+
+import contextlib
+from typing import Optional
+
+import torch
+
+
+def resolve_dtype(device: torch.device, dtype: Optional[torch.dtype]) -> Optional[torch.dtype]:
+    """The autocast dtype to use: explicit `dtype`, else bf16 on CUDA (where supported), else None (fp32)."""
+    if dtype is not None:
+        return None if dtype == torch.float32 else dtype
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+def autocast(device: torch.device, dtype: Optional[torch.dtype] = None):
+    """`torch.autocast` for `device.type` with `resolve_dtype`; a no-op context for fp32."""
+    dt = resolve_dtype(device, dtype)
+    if dt is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dt)
