@@ -113,7 +113,7 @@ def strip_prefixes(sd: StateDict) -> StateDict:
 
 def adapt_layout(sd: StateDict, cfg: SAM2Config) -> StateDict:
     """Map known fine-tune layouts onto ours (only what is proven to be unused is dropped)."""
-    if cfg.temporal_adapter.samed2_compat:
+    if cfg.temporal_adapter.blocks:  # SAMed-2 weights, in either adapter grouping mode
         sd = {k: v for k, v in sd.items() if not _SAMED2_UNUSED.match(k)}
     return sd
 

@@ -1,0 +1,25 @@
+"""The `medmem` command line."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from medmem.cli import main
+
+
+def test_models_lists_every_config_with_parameter_counts():
+    res = CliRunner().invoke(main, ["models"])
+    assert res.exit_code == 0, res.output
+    lines = {ln.split()[0]: ln for ln in res.output.splitlines()[1:] if ln.strip()}
+    expected = {"sam2_hiera_tiny": "38.95M", "sam2.1_hiera_tiny": "38.96M", "sam2_hiera_small": "46.04M",
+                "sam2.1_hiera_base_plus": "80.85M", "sam2.1_hiera_large": "224.45M", "sam2.1_hiera_tiny_512": "38.96M"}
+    for name, count in expected.items():
+        assert count in lines[name], lines[name]
+    assert "512" in lines["sam2.1_hiera_tiny_512"]
+
+
+def test_console_script_entry_point():
+    out = subprocess.run([sys.executable, "-m", "medmem.cli", "models"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "sam2.1_hiera_large" in out.stdout
