@@ -24,9 +24,21 @@ def models_cmd() -> None:
 
 
 def _register_subgroups() -> None:
+    import importlib
+
     from medmem.data.cli import data_group
 
     main.add_command(data_group)
+    # commands that live next to their subsystem; each module exposes `commands` (a list of click commands)
+    for mod in ("medmem.train.cli", "medmem.engine.cli"):
+        try:
+            m = importlib.import_module(mod)
+        except ModuleNotFoundError as e:  # subsystem not present in this checkout
+            if e.name != mod:
+                raise
+            continue
+        for cmd in m.commands:
+            main.add_command(cmd)
 
 
 _register_subgroups()
