@@ -41,6 +41,7 @@ __all__ = [
     "imagenet_normalize",
     "prepare_slice",
     "prepare_slices",
+    "volume_scaler",
     "content_hw",
     "to_source",
     "coords_to_model",
@@ -306,6 +307,34 @@ def _split_stack(stack: ArrayLike, batched: bool) -> np.ndarray:
     return arr
 
 
+def volume_scaler(volume: ArrayLike, intensity: Intensity = "auto") -> Callable[[np.ndarray], np.ndarray]:
+    """Freeze the [0, 1] scaling of a whole stack/volume into a function for its chunks.
+
+    Data-dependent rules (``"auto"`` min-max fallback, ``"minmax"``, ``"percentile"``,
+    ``"percentile_fg"``) take their statistics from ``volume`` once, so slices encoded in
+    chunks are scaled identically; windows and callables are applied as they are.
+    """
+    arr = _as_numpy(volume)
+    _check_finite(arr)
+    mode = intensity
+    if mode == "auto":
+        is_unit = arr.size and np.issubdtype(arr.dtype, np.floating) and arr.min() >= 0 and arr.max() <= 1
+        if arr.dtype in (np.uint8, bool) or is_unit:
+            return lambda a: to_unit_range(a, "auto")
+        mode = "minmax"
+    if isinstance(mode, str) and mode in ("minmax", "percentile", "percentile_fg", "percentile_foreground"):
+        if arr.size == 0:
+            raise ValueError("empty image")
+        if mode == "minmax":
+            lo, hi = float(arr.min()), float(arr.max())
+        else:
+            lo, hi = percentile_bounds(arr, region="all" if mode == "percentile" else "foreground")
+        return lambda a: rescale(a, lo, hi)
+    if not callable(mode):
+        to_unit_range(np.zeros(1, np.float32), mode)  # validate the spec early
+    return lambda a: to_unit_range(a, mode)
+
+
 def prepare_slices(
     stack: ArrayLike,
     size: int = 1024,
@@ -319,14 +348,16 @@ def prepare_slices(
 ) -> torch.Tensor:
     """Many slices (N, H, W) or (N, H, W, 3) -> model input (N, 3, size, size) float32.
 
-    The intensity scaling is computed once over the whole stack (so percentile and
-    min-max normalisation are consistent across the slices of a volume); resizing runs
-    in chunks of ``chunk`` slices. ``pad_value`` fills the padding in ``pad`` mode, in
-    normalised units (0 = the ImageNet mean colour, as SAM 1).
+    The intensity scaling is computed once over the whole stack (`volume_scaler`, so
+    percentile and min-max normalisation are consistent across the slices of a volume);
+    scaling and resizing run in chunks of ``chunk`` slices. To encode a long volume
+    chunk by chunk without holding the whole output, call it on slices of the stack with
+    ``intensity=volume_scaler(volume, spec)``. ``pad_value`` fills the padding in ``pad``
+    mode, in normalised units (0 = the ImageNet mean colour, as SAM 1).
     """
     arr = _split_stack(stack, batched=True)
-    unit = to_unit_range(arr, intensity)
-    return _unit_to_model(unit, size, mode, resample, pad_value, chunk, device)
+    scaler = volume_scaler(arr, intensity)
+    return _unit_to_model(arr, scaler, size, mode, resample, pad_value, chunk, device)
 
 
 def prepare_slice(
@@ -345,22 +376,25 @@ def prepare_slice(
     size x size (aspect not kept), ImageNet normalisation - SAM 2's image predictor.
     """
     arr = _split_stack(image, batched=False)
-    unit = to_unit_range(arr, intensity)
-    return _unit_to_model(unit, size, mode, resample, pad_value, 1, device)[0]
+    return _unit_to_model(arr, lambda a: to_unit_range(a, intensity), size, mode, resample, pad_value, 1, device)[0]
 
 
-def _unit_to_model(unit, size, mode, resample, pad_value, chunk, device) -> torch.Tensor:
+def _unit_to_model(arr, scaler, size, mode, resample, pad_value, chunk, device) -> torch.Tensor:
     if int(size) <= 0:
         raise ValueError(f"size must be positive, got {size}")
-    if unit.size and (unit.min() < 0 or unit.max() > 1):
-        raise ValueError("intensity scaling must give values in [0, 1]")
-    n = unit.shape[0]
-    h, w = unit.shape[1:3]
+    n = arr.shape[0]
+    h, w = arr.shape[1:3]
     ch, cw = content_hw((h, w), size, mode)
     out = torch.empty((n, 3, size, size), dtype=torch.float32, device=device)
     step = max(1, int(chunk))
     for s in range(0, n, step):
-        x = _to_nchw(unit[s : s + step]).to(device)
+        unit = np.asarray(scaler(arr[s : s + step]), dtype=np.float32)
+        if unit.shape != arr[s : s + step].shape:
+            raise ValueError("intensity function must keep the array shape")
+        _check_finite(unit, "intensity function output")
+        if unit.size and (unit.min() < 0 or unit.max() > 1):
+            raise ValueError("intensity scaling must give values in [0, 1]")
+        x = _to_nchw(unit).to(device)
         y = imagenet_normalize(resize_to_model(x, size, mode, resample))
         if mode == "pad" and (ch, cw) != (size, size):
             y[..., ch:, :] = pad_value

@@ -30,9 +30,6 @@ __all__ = [
     "box_3d",
 ]
 
-RngLike = "np.random.Generator | int | None"
-
-
 @dataclass(frozen=True)
 class Click:
     """A simulated click: ``point`` in (x, y[, z]) order, ``positive`` True for foreground."""
@@ -147,10 +144,16 @@ def simulate_box(mask, max_shift: float = 0.0, rng=None) -> tuple[int, int, int,
 # ----------------------------------------------------------------------------- clicks
 def _inner_distance(region: np.ndarray, spacing=None) -> np.ndarray:
     """Distance of each region pixel to the nearest non-region pixel; the image border
-    counts as outside (the region is zero-padded by one pixel)."""
-    padded = np.pad(region, 1, mode="constant", constant_values=False)
-    dist = ndimage.distance_transform_edt(padded, sampling=spacing)
-    return dist[tuple(slice(1, -1) for _ in range(region.ndim))]
+    counts as outside (the region is zero-padded by one pixel). Computed on the region's
+    bounding box only (pixels outside it are not in the region and get 0)."""
+    out = np.zeros(region.shape, np.float64)
+    box = ndimage.find_objects(region.astype(np.uint8))
+    if not box or box[0] is None:
+        return out
+    crop = np.pad(region[box[0]], 1, mode="constant", constant_values=False)
+    dist = ndimage.distance_transform_edt(crop, sampling=spacing)
+    out[box[0]] = dist[tuple(slice(1, -1) for _ in range(region.ndim))]
+    return out
 
 
 def _to_xy(index: Sequence[int]) -> tuple[int, ...]:

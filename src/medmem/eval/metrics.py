@@ -21,6 +21,7 @@ Conventions (see docs/metrics.md for the full definitions)
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Iterable, Literal, Sequence, Union
 
@@ -154,10 +155,12 @@ def surface_distances(pred, gt, spacing=None, surface: Surface = "deepmind") -> 
     if surface not in ("deepmind", "voxel"):
         raise ValueError(f"surface must be 'deepmind' or 'voxel', got {surface!r}")
     sub = surface == "deepmind"
-    (edges_p, edges_g), dists, areas = get_edge_surface_distance(
-        torch.from_numpy(p), torch.from_numpy(g), distance_metric="euclidean",
-        spacing=sp, use_subvoxels=sub, symmetric=True, warn_empty=False,
-    )
+    with warnings.catch_warnings():  # MONAI's own deprecation notice for an internal argument
+        warnings.simplefilter("ignore", FutureWarning)
+        (edges_p, edges_g), dists, areas = get_edge_surface_distance(
+            torch.from_numpy(p), torch.from_numpy(g), distance_metric="euclidean",
+            spacing=sp, use_subvoxels=sub, symmetric=True, warn_empty=False,
+        )
     d_pg = dists[0].detach().cpu().numpy().astype(np.float64)
     d_gp = dists[1].detach().cpu().numpy().astype(np.float64)
     if sub:

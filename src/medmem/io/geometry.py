@@ -19,8 +19,8 @@ So ``world = origin + direction @ (spacing * index)`` and
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 

@@ -18,8 +18,9 @@ Slicing
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +40,7 @@ KINDS = ("volume", "image", "video")
 _AXIS_LETTERS = ("Z", "Y", "X")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SliceView:
     """A volume's array re-ordered so that the slicing axis comes first.
 
@@ -94,7 +95,7 @@ def _spacing_zyx(spacing: Sequence[float]) -> tuple[float, float, float]:
     return (float(spacing[2]), float(spacing[1]), float(spacing[0]))
 
 
-@dataclass
+@dataclass(eq=False)
 class Volume:
     """An image / volume / video frame stack with its geometry.
 
@@ -172,7 +173,7 @@ class Volume:
         """Orientation code, e.g. "LPS" (identity) or "RAS" (see :func:`geometry.orientation_code`)."""
         return orientation_code(self.direction)
 
-    def with_array(self, array: np.ndarray, *, kind: str | None = None, meta: dict | None = None) -> "Volume":
+    def with_array(self, array: np.ndarray, *, kind: str | None = None, meta: dict | None = None) -> Volume:
         """A new Volume with the same geometry and ``array`` (same spatial shape (Z, Y, X))."""
         array = np.asarray(array)
         if array.ndim == 2 and self.shape[0] == 1:
