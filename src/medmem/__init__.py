@@ -6,7 +6,7 @@ from .model import SAM2Model
 __version__ = "0.1.0"
 
 __all__ = ["build_model", "default_device", "get_config", "list_models", "SAM2Config", "SAM2Model",
-           "ImagePredictor", "__version__"]
+           "ImagePredictor", "VolumeSession", "ImageSetSession", "__version__"]
 
 
 def __getattr__(name):  # lazy: keep `import medmem` light
@@ -14,4 +14,12 @@ def __getattr__(name):  # lazy: keep `import medmem` light
         from .engine.image import ImagePredictor
 
         return ImagePredictor
+    if name == "VolumeSession":
+        from .engine.volume import VolumeSession
+
+        return VolumeSession
+    if name == "ImageSetSession":
+        from .engine.image_set import ImageSetSession
+
+        return ImageSetSession
     raise AttributeError(name)

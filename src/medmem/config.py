@@ -90,7 +90,9 @@ class SAM2Config:
     num_maskmem: int = 7
     sigmoid_scale_for_mem_enc: float = 20.0
     sigmoid_bias_for_mem_enc: float = -10.0
-    binarize_mask_from_pts_for_mem_enc: bool = False
+    # True as in the official video predictor builder: memories of clicked frames use the binary
+    # mask the user sees (only at inference; training always uses the soft mask)
+    binarize_mask_from_pts_for_mem_enc: bool = True
     use_mask_input_as_output_without_sam: bool = True
     max_cond_frames_in_attn: int = -1
     directly_add_no_mem_embed: bool = True

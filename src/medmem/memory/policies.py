@@ -74,8 +74,8 @@ class MemoryPolicy(ABC):
                query_key: Optional[torch.Tensor] = None) -> Selection:
         """Memories for a frame → (mask memories as (t_pos, entry), pointers as (t_diff, entry), ptr_tpos_max)."""
 
-    def start_pass(self, reverse: bool) -> None:
-        """Called when a propagation pass starts (in one direction)."""
+    def start_pass(self, reverse: bool, start: Optional[int] = None) -> None:
+        """Called when a propagation pass starts (in one direction, at slice `start`)."""
 
     @property
     def needs_key(self) -> bool:
@@ -96,10 +96,20 @@ class FifoPolicy(MemoryPolicy):
         self.keep_all = keep_all
         self._reverse = False
 
-    def start_pass(self, reverse: bool) -> None:
+    def add_conditioning(self, entry: FrameMemory) -> None:
+        super().add_conditioning(entry)
+        self.non_cond.pop(entry.frame_idx, None)  # a corrected slice is remembered once, as conditioning
+
+    def start_pass(self, reverse: bool, start: Optional[int] = None) -> None:
         self._reverse = reverse
-        if not self.keep_all:
-            self.non_cond.clear()  # memories of another pass are not in this pass's window
+        if not self.keep_all:  # keep what the first slices of this pass can select (as SAM 2 would)
+            reach = self._reach()
+            for t in [t for t in self.non_cond if start is None or abs(t - start) > reach]:
+                del self.non_cond[t]
+
+    def _reach(self) -> int:
+        return max(self.cfg.num_maskmem * max(self.cfg.memory_temporal_stride_for_eval, 1),
+                   self.cfg.max_obj_ptrs_in_encoder) + 1
 
     def add(self, entry: FrameMemory, key: Optional[torch.Tensor] = None) -> None:
         self.non_cond[entry.frame_idx] = entry
@@ -108,8 +118,7 @@ class FifoPolicy(MemoryPolicy):
 
     def _prune(self, current: int) -> None:
         """Drop memories that no later frame of this pass can select (bounded memory)."""
-        reach = max(self.cfg.num_maskmem * max(self.cfg.memory_temporal_stride_for_eval, 1),
-                    self.cfg.max_obj_ptrs_in_encoder) + 1
+        reach = self._reach()
         sign = -1 if self._reverse else 1
         for t in [t for t in self.non_cond if sign * (current - t) > reach]:
             del self.non_cond[t]
@@ -147,7 +156,7 @@ class _BankPolicy(MemoryPolicy):
     def needs_key(self) -> bool:
         return True
 
-    def start_pass(self, reverse: bool) -> None:
+    def start_pass(self, reverse: bool, start: Optional[int] = None) -> None:
         self.last = None
 
     def _retrieve(self, query_key: Optional[torch.Tensor]) -> List[int]:

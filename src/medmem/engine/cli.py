@@ -1,0 +1,179 @@
+"""`medmem segment` and `medmem segment-set`."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import List, Optional
+
+import click
+import numpy as np
+
+VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def _load_model(checkpoint: Optional[str], config: Optional[str], device: Optional[str]):
+    import medmem
+
+    from .pipeline import default_model_path
+
+    if checkpoint is None:
+        path = default_model_path()
+        if path is None:
+            raise click.ClickException("this build has no bundled default model; pass --checkpoint PATH [--config NAME]")
+        if config is not None:
+            raise click.ClickException("--config only applies with --checkpoint")
+        return medmem.build_model(checkpoint=str(path), device=device)
+    return medmem.build_model(config, checkpoint=checkpoint, device=device)
+
+
+def _is_volume_file(p: Path) -> bool:
+    return any(p.name.lower().endswith(s) for s in VOLUME_SUFFIXES)
+
+
+def _cases(input_path: Path):
+    """A single input (file, DICOM folder, frame folder) or a batch (folder of volume files / manifest)."""
+    if input_path.is_file() and input_path.suffix == ".json":
+        man = json.loads(input_path.read_text())
+        if not isinstance(man, dict) or "cases" not in man:
+            raise click.ClickException(f"{input_path}: a manifest needs a 'cases' list")
+        return [(Path(c["image"]) if os.path.isabs(c["image"]) else input_path.parent / c["image"],
+                 c.get("prompts")) for c in man["cases"]], True
+    if input_path.is_dir():
+        vols = sorted(p for p in input_path.iterdir() if p.is_file() and _is_volume_file(p))
+        if vols:
+            return [(p, None) for p in vols], True
+    return [(input_path, None)], False
+
+
+def _stem(p: Path) -> str:
+    name = p.name
+    for s in VOLUME_SUFFIXES:
+        if name.lower().endswith(s):
+            return name[: -len(s)]
+    return p.stem
+
+
+@click.command("segment")
+@click.argument("input_path", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path),
+              help="mask file (.nii.gz/.nrrd/.mha/.dcm for DICOM-SEG) or, for a batch, a folder")
+@click.option("--prompts", "prompts_file", type=click.Path(exists=True, path_type=Path), help="prompt JSON (docs/io.md)")
+@click.option("--box", help="X0,Y0,X1,Y1 in slice pixels (with --slice)")
+@click.option("--slice", "slice_idx", type=int, help="slice index of --box along --axis")
+@click.option("--point", "points", multiple=True, help="X,Y,Z[,LABEL] (LABEL 1 = foreground, 0 = background)")
+@click.option("--policy", default="fifo", type=click.Choice(["fifo", "self_sorting", "confidence"]))
+@click.option("--axis", default=None, help="slicing axis: axial | coronal | sagittal | 0 | 1 | 2")
+@click.option("--direction", default="both", type=click.Choice(["both", "forward", "backward"]))
+@click.option("--window", "intensity", default="auto", help="intensity: auto | percentile | a CT window name")
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), help="weights (.pt/.safetensors)")
+@click.option("--config", "config", help="model config name (default: inferred from the checkpoint)")
+@click.option("--device", default=None, help="cpu | cuda | mps (default: best available)")
+@click.option("--overlay", type=click.Path(path_type=Path), help="PNG mosaic of slices with contours")
+@click.option("--report", type=click.Path(path_type=Path), help="JSON report with per-slice confidence")
+@click.option("--quiet", is_flag=True)
+def segment_cmd(input_path: Path, out: Path, prompts_file, box, slice_idx, points, policy, axis, direction, intensity,
+                checkpoint, config, device, overlay, report, quiet):
+    """Segment a volume (NIfTI, NRRD, MHA, DICOM folder, video, image) from prompts on any slice."""
+    from ..io import ImageReadError, PromptFileError, load_prompts, read_volume, write_mask
+    from ..io.overlay import overlay_mosaic, write_json_atomic, write_png_atomic
+    from .pipeline import parse_cli_prompts, segment_volume
+
+    if axis is not None and axis.isdigit():
+        axis = int(axis)
+    cases, batch = _cases(input_path)
+    if batch and (box or points) and prompts_file is None:
+        click.echo("note: the same --box/--point prompts are used for every case", err=True)
+    model = _load_model(checkpoint, config, device)
+    results = []
+    for image_path, case_prompts in cases:
+        try:
+            vol = read_volume(image_path)
+            if case_prompts is not None:
+                objects = load_prompts(case_prompts if os.path.isabs(case_prompts)
+                                       else input_path.parent / case_prompts, vol)
+            elif prompts_file is not None:
+                pf = prompts_file
+                if pf.is_dir():
+                    pf = pf / f"{_stem(image_path)}.json"
+                objects = load_prompts(pf, vol)
+            else:
+                objects = parse_cli_prompts(vol, axis, box, slice_idx, list(points))
+            labels, rep, session = segment_volume(model, vol, objects, policy=policy, axis=axis, direction=direction,
+                                                  progress=not quiet, intensity=intensity)
+        except (ImageReadError, PromptFileError, ValueError, KeyError) as e:
+            if batch:
+                click.echo(f"{image_path}: FAILED: {e}", err=True)
+                results.append({"input": str(image_path), "error": str(e)})
+                continue
+            raise click.ClickException(str(e))
+        target = out / f"{_stem(image_path)}_mask.nii.gz" if batch else out
+        names = {int(o.id): o.name for o in objects if o.name}
+        rep["input"] = str(image_path)
+        rep["output"] = str(target)
+        try:  # write everything only after the whole case succeeded; each write is atomic
+            write_mask(labels if vol.array.shape[0] > 1 or labels.ndim == 2 else labels, vol, target, labels=names or None)
+            if overlay is not None or batch:
+                arr = session.view.array if session.view is not None else vol.array
+                mosaic = overlay_mosaic(arr, session.label_map())
+                png = (out / f"{_stem(image_path)}_overlay.png") if batch else overlay
+                if png is not None:
+                    write_png_atomic(mosaic, png)
+                    rep["overlay"] = str(png)
+            if report is not None or batch:
+                rp = (out / f"{_stem(image_path)}_report.json") if batch else report
+                write_json_atomic(rep, rp)
+        except Exception as e:  # writing failed: say so clearly
+            raise click.ClickException(f"could not write outputs for {image_path}: {e}")
+        results.append({"input": str(image_path), "output": str(target), "seconds": rep["seconds"],
+                        "objects": {o["id"]: o["volume_ml"] for o in rep["objects"]}})
+        if not quiet:
+            vols = ", ".join(f"object {o['id']}: {o['volume_ml']} mL" for o in rep["objects"])
+            click.echo(f"{image_path} -> {target} ({rep['num_slices']} slices, {rep['seconds']} s; {vols})")
+    if batch:
+        write_json_atomic({"cases": results}, out / "summary.json")
+        if all("error" in r for r in results):
+            raise click.ClickException("every case failed")
+
+
+@click.command("segment-set")
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--prompt-image", type=int, default=0, help="index of the prompted image in IMAGES")
+@click.option("--box", required=True, help="X0,Y0,X1,Y1 on the prompted image")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path), help="output folder")
+@click.option("--policy", default="self_sorting", type=click.Choice(["self_sorting", "confidence"]))
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.option("--config", "config")
+@click.option("--device", default=None)
+def segment_set_cmd(images: List[Path], prompt_image, box, out: Path, policy, checkpoint, config, device):
+    """One-Prompt Segmentation: one box on one image segments every other image of the set."""
+    from ..io import read_volume
+    from ..io.overlay import write_json_atomic, write_png_atomic
+    from .image_set import ImageSetSession
+
+    model = _load_model(checkpoint, config, device)
+    arrays = []
+    for p in images:
+        try:
+            v = read_volume(p)
+        except ValueError as e:
+            raise click.ClickException(str(e))
+        arrays.append(v.array[0])
+    try:
+        b = [float(x) for x in box.split(",")]
+        sess = ImageSetSession(model, arrays, policy=policy)
+        sess.add_prompt(prompt_image, 1, box=b)
+        masks = {i: m[1] for i, m in sess.segment()}
+    except ValueError as e:
+        raise click.ClickException(str(e))
+    rows = []
+    for i, p in enumerate(images):
+        target = out / f"{p.stem}_mask.png"
+        write_png_atomic(np.repeat((masks[i].astype(np.uint8) * 255)[..., None], 3, -1), target)
+        rows.append({"image": str(p), "mask": str(target)})
+    write_json_atomic({"policy": policy, "prompt_image": prompt_image, "images": rows, "scores": sess.scores(1)},
+                      out / "report.json")
+    click.echo(f"{len(images)} images -> {out}")
+
+
+commands = [segment_cmd, segment_set_cmd]

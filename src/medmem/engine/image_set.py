@@ -1,0 +1,144 @@
+"""One-Prompt Segmentation (Medical SAM 2): one prompted image (or a few) segments a whole set of
+unrelated 2D images from memory alone.
+
+    session = medmem.ImageSetSession(model, images, policy="self_sorting")
+    session.add_prompt(0, obj_id=1, box=[x0, y0, x1, y1])
+    for idx, masks in session.segment():       # every image without a prompt
+        ...
+
+The set has no order: every image attends to the prompted images plus the entries the memory
+bank policy retrieves for it (by similarity of image embeddings); with `update_bank=True` the
+confident results of earlier images join the bank, as in the paper.
+"""
+from __future__ import annotations
+
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data.intensity import Intensity, ResizeMode, prepare_slice, to_source
+from ..memory.entry import FrameMemory
+from ..memory.policies import MemoryPolicy, make_policy, pooled_key
+from ..model import ImageFeatures, MaskMemory, ObjectPointer, SAM2Model
+from .autocast import autocast
+from .image import validate_image
+from .prompts import check_prompt, prompt_to_inputs
+
+_SET_POLICIES = ("self_sorting", "confidence")
+
+
+class ImageSetSession:
+    def __init__(self, model: SAM2Model, images: Sequence[np.ndarray], policy: Union[str, MemoryPolicy] = "self_sorting",
+                 *, intensity: Intensity = "auto", resize_mode: ResizeMode = "stretch",
+                 policy_kwargs: Optional[dict] = None, update_bank: bool = True, dtype: Optional[torch.dtype] = None,
+                 storage_dtype: torch.dtype = torch.bfloat16, progress: bool = False) -> None:
+        """images: 2D images of any sizes ((H, W) or (H, W, 3)). policy: "self_sorting" | "confidence"."""
+        if isinstance(policy, str) and policy not in _SET_POLICIES:
+            raise ValueError(f"image sets have no order: use one of {_SET_POLICIES}, not {policy!r}")
+        if len(images) == 0:
+            raise ValueError("the image set is empty")
+        self.model = model.eval()
+        self.images = [validate_image(im) for im in images]
+        self.intensity, self.resize_mode, self.dtype, self.storage_dtype = intensity, resize_mode, dtype, storage_dtype
+        kw = dict(policy_kwargs or {})
+        kw.setdefault("use_last", False)  # no temporal neighbour in an unordered set
+        self._policy_spec, self._policy_kwargs = policy, kw
+        self.policies: Dict[int, MemoryPolicy] = {}
+        self.prompts: Dict[int, Dict[int, object]] = {}
+        self.results: Dict[int, Dict[int, Tuple[torch.Tensor, float, float]]] = {}
+        self.update_bank, self.progress = update_bank, progress
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def _features(self, idx: int) -> ImageFeatures:
+        m = self.model
+        x = prepare_slice(self.images[idx], m.image_size, intensity=self.intensity, mode=self.resize_mode,
+                          device=m.device)
+        with torch.inference_mode(), autocast(m.device, self.dtype):
+            return m.encode_image(x[None])
+
+    def _policy(self, obj_id: int) -> MemoryPolicy:
+        if obj_id not in self.policies:
+            self.policies[obj_id] = make_policy(self._policy_spec, self.model.cfg, **self._policy_kwargs)
+            self.prompts[obj_id], self.results[obj_id] = {}, {}
+        return self.policies[obj_id]
+
+    @torch.inference_mode()
+    def add_prompt(self, image_idx: int, obj_id: int = 1, points=None, labels=None, box=None, mask=None) -> np.ndarray:
+        """Prompt an object on one image (pixels of that image); returns its mask (H, W) bool."""
+        if not 0 <= int(image_idx) < len(self.images):
+            raise ValueError(f"image {image_idx} is outside the set (0..{len(self.images) - 1})")
+        idx = int(image_idx)
+        hw = self.images[idx].shape[:2]
+        p = check_prompt(hw, points, labels, box, mask)
+        policy = self._policy(obj_id)
+        m = self.model
+        feats = self._features(idx)
+        pi, mi = prompt_to_inputs(p, hw, m.image_size, self.resize_mode, m.device)
+        with autocast(m.device, self.dtype):
+            out = m.track_step(feats, is_init_cond_frame=True, point_inputs=pi, mask_inputs=mi, run_mem_encoder=False)
+            high = F.interpolate(out.pred_masks.float(), size=(m.image_size,) * 2, mode="bilinear", align_corners=False)
+            mf, mp = m.encode_memory(feats, high, out.object_score_logits, is_mask_from_pts=True)
+        iou = out.heads.ious.max(dim=-1, keepdim=True).values.float()
+        entry = FrameMemory(idx, mf.to(self.storage_dtype), mp, out.obj_ptr.float(), out.pred_masks.float(),
+                            out.object_score_logits.float(), iou, True)
+        policy.remove_conditioning(idx)
+        policy.add_conditioning(entry)
+        self.prompts[obj_id][idx] = p
+        self.results[obj_id][idx] = (out.pred_masks.cpu().half(), float(iou), float(out.object_score_logits))
+        return self.mask(obj_id, idx)
+
+    @torch.inference_mode()
+    def segment(self, indices: Optional[Sequence[int]] = None) -> Iterator[Tuple[int, Dict[int, np.ndarray]]]:
+        """Segment every image without a prompt (or `indices`); yields (image_idx, {obj_id: mask})."""
+        if not self.policies:
+            raise RuntimeError("add a prompt on at least one image first")
+        todo = list(range(len(self.images))) if indices is None else [int(i) for i in indices]
+        it = todo
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            it = tqdm(todo, desc="one-prompt segmentation")
+        m = self.model
+        n = len(self.images)
+        for idx in it:
+            feats = None
+            out_masks = {}
+            for oid, policy in self.policies.items():
+                if idx in self.prompts[oid]:
+                    out_masks[oid] = self.mask(oid, idx)
+                    continue
+                feats = feats if feats is not None else self._features(idx)
+                key = pooled_key(feats.vision_feats)[0]
+                mems, ptrs, tmax = policy.select(idx, n, False, key)
+                with autocast(m.device, self.dtype):
+                    out = m.track_step(feats, is_init_cond_frame=False, ptr_tpos_max=tmax,
+                                       memories=[MaskMemory(e.maskmem_features, e.maskmem_pos, 0) for _, e in mems],
+                                       obj_ptrs=[ObjectPointer(e.obj_ptr, 0) for _, e in ptrs],
+                                       run_mem_encoder=self.update_bank)
+                iou = out.heads.ious.max(dim=-1, keepdim=True).values.float()
+                if self.update_bank:
+                    policy.add(FrameMemory(idx, out.maskmem_features.to(self.storage_dtype), out.maskmem_pos,
+                                           out.obj_ptr.float(), out.pred_masks.float(),
+                                           out.object_score_logits.float(), iou), key)
+                self.results[oid][idx] = (out.pred_masks.cpu().half(), float(iou), float(out.object_score_logits))
+                out_masks[oid] = self.mask(oid, idx)
+            yield idx, out_masks
+
+    def logits(self, obj_id: int, idx: int) -> Optional[torch.Tensor]:
+        r = self.results.get(obj_id, {}).get(idx)
+        if r is None:
+            return None
+        return to_source(r[0].float(), self.images[idx].shape[:2], self.resize_mode, self.model.image_size)[0, 0]
+
+    def mask(self, obj_id: int, idx: int) -> np.ndarray:
+        lg = self.logits(obj_id, idx)
+        return np.zeros(self.images[idx].shape[:2], bool) if lg is None else (lg > 0).cpu().numpy()
+
+    def scores(self, obj_id: int) -> List[dict]:
+        """Per-image predicted IoU and object score (for review)."""
+        return [dict(image=i, iou=round(r[1], 4), object_score=round(r[2], 3), prompted=i in self.prompts[obj_id])
+                for i, r in sorted(self.results.get(obj_id, {}).items())]

@@ -1,0 +1,334 @@
+"""3D volume and video propagation: prompt any slice, propagate both ways, correct, many objects.
+
+    session = medmem.VolumeSession(model, volume, policy="fifo")      # Volume, (S, H, W) or (S, H, W, 3)
+    session.add_prompt(slice_idx=40, obj_id=1, box=[x0, y0, x1, y1])  # (x, y) = (column, row) pixels
+    for s, masks in session.propagate():                               # direction="both" by default
+        ...                                                           # masks: {obj_id: (H, W) bool}
+    labels = session.label_map()                                       # (S, H, W) in the slicing order
+
+State lives here (per object, independent); the model stays stateless; a memory policy per
+object decides what is remembered. Bounded memory: slice features are encoded in chunks and
+cached only briefly; per-slice results are kept as low-resolution logits (fp16).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data.intensity import Intensity, ResizeMode, to_source
+from ..memory.entry import FrameMemory
+from ..memory.policies import MemoryPolicy, make_policy, pooled_key
+from ..model import MaskMemory, ObjectPointer, SAM2Model
+from .autocast import autocast
+from .features import FeatureCache
+from .frames import FrameSource, TensorFrameSource
+from .prompts import SlicePrompt, check_prompt, prompt_to_inputs
+
+
+@dataclass
+class SliceResult:
+    """One object's result on one slice."""
+
+    low_res: torch.Tensor       # (1, 1, S/4, S/4) fp16 logits
+    iou: float                  # predicted IoU of the kept mask
+    object_score: float         # object-presence logit
+    prompted: bool = False
+
+
+@dataclass
+class _Object:
+    obj_id: int
+    policy: MemoryPolicy
+    prompts: Dict[int, SlicePrompt] = field(default_factory=dict)
+    results: Dict[int, SliceResult] = field(default_factory=dict)
+    pending: Dict[int, FrameMemory] = field(default_factory=dict)   # prompted, memory not yet encoded
+    tracked_dir: Dict[int, bool] = field(default_factory=dict)       # slice -> reverse flag of last pass
+    dirty: Optional[Tuple[int, int]] = None                          # slice range to (re)propagate
+
+
+class VolumeSession:
+    """Propagation over an ordered sequence of slices (a volume along an axis, or video frames)."""
+
+    def __init__(self, model: SAM2Model, volume, policy: Union[str, MemoryPolicy] = "fifo", *, axis="axial",
+                 intensity: Intensity = "auto", resize_mode: ResizeMode = "stretch", chunk: int = 8,
+                 dtype: Optional[torch.dtype] = None, storage_dtype: torch.dtype = torch.bfloat16,
+                 policy_kwargs: Optional[dict] = None, progress: bool = False, frames=None) -> None:
+        """volume: a `medmem.io.Volume`, or an array (S, H, W) / (S, H, W, 3) of slices in order.
+        axis: slicing axis of a Volume ("axial" | "coronal" | "sagittal" | 0/1/2).
+        policy: "fifo" | "self_sorting" | "confidence" (options in policy_kwargs), one instance per object.
+        dtype: autocast dtype (default bf16 on CUDA); storage_dtype: dtype of stored mask memories.
+        frames: advanced — a ready frame source (`TensorFrameSource`) instead of `volume`."""
+        self.model = model.eval()
+        self.volume, self.view = None, None
+        if frames is None:
+            arr = volume
+            if hasattr(volume, "slices") and hasattr(volume, "array"):
+                self.volume = volume
+                self.view = volume.slices(axis if volume.array.shape[0] > 1 or axis != "axial" else 0)
+                arr = self.view.array
+            frames = FrameSource(np.asarray(arr), model.image_size, intensity, resize_mode, model.device)
+        self.frames = frames
+        self.num_slices = frames.num_slices
+        self.slice_hw = frames.slice_hw
+        self.resize_mode = frames.resize_mode
+        self.features = FeatureCache(model, frames, chunk, dtype=dtype)
+        self.dtype, self.storage_dtype = dtype, storage_dtype
+        self._policy_spec, self._policy_kwargs = policy, dict(policy_kwargs or {})
+        self.objects: Dict[int, _Object] = {}
+        self.progress = progress
+
+    @classmethod
+    def from_model_inputs(cls, model: SAM2Model, images: torch.Tensor, slice_hw: Tuple[int, int],
+                          **kwargs) -> "VolumeSession":
+        """A session over already normalised model inputs (N, 3, S, S) whose slices are slice_hw in the source."""
+        return cls(model, None, frames=TensorFrameSource(images, slice_hw), **kwargs)
+
+    # ------------------------------------------------------------------ objects and prompts
+    @property
+    def obj_ids(self) -> List[int]:
+        return list(self.objects)
+
+    def _object(self, obj_id: int) -> _Object:
+        if obj_id not in self.objects:
+            if isinstance(self._policy_spec, MemoryPolicy) and self.objects:
+                raise ValueError("pass a policy name (not an instance) to track several objects")
+            self.objects[obj_id] = _Object(obj_id, make_policy(self._policy_spec, self.model.cfg, **self._policy_kwargs))
+        return self.objects[obj_id]
+
+    def remove_object(self, obj_id: int) -> None:
+        if obj_id not in self.objects:
+            raise KeyError(f"no object {obj_id}; objects: {self.obj_ids}")
+        del self.objects[obj_id]
+
+    @torch.inference_mode()
+    def add_prompt(self, slice_idx: int, obj_id: int, points=None, labels=None, box=None, mask=None,
+                   clear_old: bool = True) -> np.ndarray:
+        """Prompt object `obj_id` on a slice; returns its mask on that slice (H, W) bool.
+
+        Coordinates are (x, y) = (column, row) pixels of the slice. On a slice that was already
+        tracked, the prompt is a correction: that slice becomes a conditioning slice and the next
+        `propagate()` re-runs only the slices between its neighbouring conditioning slices.
+        With clear_old=False, new points are added to the points already on that slice.
+        """
+        if not isinstance(slice_idx, (int, np.integer)) or not 0 <= slice_idx < self.num_slices:
+            raise ValueError(f"slice {slice_idx} is outside the volume (0..{self.num_slices - 1})")
+        s = int(slice_idx)
+        p = check_prompt(self.slice_hw, points, labels, box, mask)
+        obj = self._object(obj_id)
+        if not clear_old:
+            p = p.merged_with(obj.prompts.get(s))
+        obj.prompts[s] = p
+        feats = self.features.get(s)
+        is_init = s not in obj.tracked_dir
+        reverse = obj.tracked_dir.get(s, False)
+        m = self.model
+        point_inputs, mask_inputs = prompt_to_inputs(p, self.slice_hw, m.image_size, self.resize_mode, m.device)
+        prev = None
+        prev_res = obj.results.get(s)
+        if point_inputs is not None and not is_init and prev_res is not None:
+            prev = torch.clamp(prev_res.low_res.float().to(m.device), -32.0, 32.0)
+        mems, ptrs, tmax = ([], [], 1) if is_init else self._select(obj, s, reverse, feats)
+        with autocast(m.device, self.dtype):
+            out = m.track_step(feats, is_init_cond_frame=is_init, memories=mems, obj_ptrs=ptrs, ptr_tpos_max=tmax,
+                               point_inputs=point_inputs, mask_inputs=mask_inputs, prev_mask_logits=prev,
+                               run_mem_encoder=False)
+        entry = self._entry(s, out, is_cond=True)
+        obj.pending[s] = entry
+        obj.results[s] = self._result(out, prompted=True)
+        obj.policy.remove_conditioning(s)
+        lo, hi = self._cond_neighbours(obj, s)
+        obj.dirty = self._union(obj.dirty, (lo, hi))
+        return self.mask(obj_id, s)
+
+    def clear_prompts(self, slice_idx: int, obj_id: int) -> None:
+        """Remove an object's prompts on a slice (it becomes an ordinary tracked slice)."""
+        obj = self.objects[obj_id]
+        obj.prompts.pop(slice_idx, None)
+        obj.pending.pop(slice_idx, None)
+        obj.policy.remove_conditioning(slice_idx)
+        obj.results.pop(slice_idx, None)
+        if not obj.prompts:
+            obj.results.clear()
+            obj.dirty = None
+        else:
+            obj.dirty = self._union(obj.dirty, self._cond_neighbours(obj, slice_idx))
+
+    @staticmethod
+    def _union(a, b):
+        return b if a is None else (min(a[0], b[0]), max(a[1], b[1]))
+
+    def _cond_neighbours(self, obj: _Object, s: int) -> Tuple[int, int]:
+        """The slices a change on slice s affects: up to the neighbouring conditioning slices (exclusive)."""
+        others = [t for t in obj.prompts if t != s]
+        if not obj.tracked_dir:  # never propagated: everything
+            return 0, self.num_slices - 1
+        lo = max([t for t in others if t < s], default=-1) + 1
+        hi = min([t for t in others if t > s], default=self.num_slices) - 1
+        return lo, hi
+
+    # ------------------------------------------------------------------ one step
+    def _entry(self, s, out, is_cond=False) -> FrameMemory:
+        mf = out.maskmem_features
+        iou_best = out.heads.ious.max(dim=-1, keepdim=True).values if out.heads.ious.shape[-1] > 1 else out.heads.ious
+        return FrameMemory(s, None if mf is None else mf.to(self.storage_dtype), out.maskmem_pos, out.obj_ptr.float(),
+                           out.pred_masks.float(), out.object_score_logits.float(), iou_best.float(), is_cond)
+
+    @staticmethod
+    def _result(out, prompted=False) -> SliceResult:
+        ious = out.heads.ious.float()
+        return SliceResult(out.pred_masks.detach().to("cpu", torch.float16), float(ious.max()),
+                           float(out.object_score_logits.float().reshape(-1)[0]), prompted)
+
+    def _select(self, obj: _Object, s: int, reverse: bool, feats):
+        key = pooled_key(feats.vision_feats)[0] if obj.policy.needs_key else None
+        mems, ptrs, tmax = obj.policy.select(s, self.num_slices, reverse, key)
+        return ([MaskMemory(e.maskmem_features, e.maskmem_pos, tp) for tp, e in mems],
+                [ObjectPointer(e.obj_ptr, td) for td, e in ptrs], tmax)
+
+    def _commit_pending(self, obj: _Object) -> None:
+        """Encode the memory of newly prompted slices (as SAM 2 does before propagating)."""
+        m = self.model
+        for s, e in sorted(obj.pending.items()):
+            feats = self.features.get(s)
+            high = F.interpolate(e.pred_masks.to(m.device), size=(m.image_size,) * 2, mode="bilinear",
+                                 align_corners=False)
+            with autocast(m.device, self.dtype):
+                mf, mp = m.encode_memory(feats, high, e.object_score_logits, is_mask_from_pts=True)
+            e.maskmem_features, e.maskmem_pos = mf.to(self.storage_dtype), mp
+            obj.policy.add_conditioning(e)
+        obj.pending.clear()
+
+    # ------------------------------------------------------------------ propagation
+    @torch.inference_mode()
+    def propagate(self, direction: str = "both", obj_ids: Optional[Sequence[int]] = None,
+                  start: Optional[int] = None) -> Iterator[Tuple[int, Dict[int, np.ndarray]]]:
+        """Propagate prompts through the slices; yields (slice_idx, {obj_id: (H, W) bool mask}).
+
+        direction: "both" (forward from the first prompted slice to the end, then backward from it
+        to slice 0), "forward" or "backward". Only objects and slice ranges that changed since the
+        last call are processed (new objects: everything; corrections: between the neighbouring
+        conditioning slices). `start` overrides the first slice of the pass(es).
+        """
+        if direction not in ("both", "forward", "backward"):
+            raise ValueError("direction must be 'both', 'forward' or 'backward'")
+        ids = list(self.objects) if obj_ids is None else list(obj_ids)
+        if not ids:
+            raise RuntimeError("add a prompt first (add_prompt)")
+        for i in ids:
+            if i not in self.objects:
+                raise KeyError(f"no object {i}; objects: {self.obj_ids}")
+        todo = [self.objects[i] for i in ids if self.objects[i].dirty is not None or self.objects[i].pending]
+        if not todo:
+            return
+        for obj in todo:
+            self._commit_pending(obj)
+        passes = []
+        if direction in ("both", "forward"):
+            passes.append(False)
+        if direction in ("both", "backward"):
+            passes.append(True)
+        for reverse in passes:
+            plans = {}
+            for obj in todo:
+                first = min(obj.prompts) if not reverse or direction == "both" else max(obj.prompts)
+                st = first if start is None else int(start)
+                lo, hi = obj.dirty if obj.dirty is not None else (0, self.num_slices - 1)
+                order = range(st, -1, -1) if reverse else range(st, self.num_slices)
+                order = [s for s in order if lo <= s <= hi]
+                if order:
+                    plans[obj.obj_id] = order
+                    obj.policy.start_pass(reverse, order[0])
+            all_slices = sorted({s for o in plans.values() for s in o}, reverse=reverse)
+            it = all_slices
+            if self.progress:
+                from tqdm.auto import tqdm
+
+                it = tqdm(all_slices, desc="propagate " + ("backward" if reverse else "forward"))
+            for s in it:
+                feats = None
+                out_masks = {}
+                for oid, order in plans.items():
+                    obj = self.objects[oid]
+                    if s not in order:
+                        continue
+                    if s in obj.prompts:
+                        obj.tracked_dir[s] = reverse
+                    else:
+                        feats = feats if feats is not None else self.features.get(s, reverse)
+                        self._track(obj, s, reverse, feats)
+                    out_masks[oid] = self.mask(oid, s)
+                if out_masks:
+                    yield s, out_masks
+        for obj in todo:
+            obj.dirty = None
+
+    def _track(self, obj: _Object, s: int, reverse: bool, feats) -> None:
+        m = self.model
+        mems, ptrs, tmax = self._select(obj, s, reverse, feats)
+        with autocast(m.device, self.dtype):
+            out = m.track_step(feats, is_init_cond_frame=False, memories=mems, obj_ptrs=ptrs, ptr_tpos_max=tmax,
+                               run_mem_encoder=True)
+        entry = self._entry(s, out)
+        key = pooled_key(feats.vision_feats)[0] if obj.policy.needs_key else None
+        obj.policy.add(entry, key)
+        obj.results[s] = self._result(out)
+        obj.tracked_dir[s] = reverse
+
+    # ------------------------------------------------------------------ results
+    def logits(self, obj_id: int, slice_idx: int) -> Optional[torch.Tensor]:
+        """Mask logits of an object on a slice at source resolution (H, W), or None if not segmented."""
+        r = self.objects[obj_id].results.get(slice_idx)
+        if r is None:
+            return None
+        return to_source(r.low_res.float(), self.slice_hw, self.resize_mode, self.model.image_size)[0, 0]
+
+    def mask(self, obj_id: int, slice_idx: int) -> np.ndarray:
+        """(H, W) bool mask; all False where the object was not segmented."""
+        lg = self.logits(obj_id, slice_idx)
+        if lg is None:
+            return np.zeros(self.slice_hw, bool)
+        return (lg > 0).cpu().numpy()
+
+    def masks(self, obj_id: int) -> np.ndarray:
+        """(S, H, W) bool masks of one object in slicing order."""
+        return np.stack([self.mask(obj_id, s) for s in range(self.num_slices)])
+
+    def label_map(self, obj_ids: Optional[Sequence[int]] = None) -> np.ndarray:
+        """(S, H, W) uint16 label map in slicing order: each voxel takes the object id with the highest
+        positive logit (overlaps go to the most confident object); 0 = background."""
+        ids = list(self.objects) if obj_ids is None else list(obj_ids)
+        out = np.zeros((self.num_slices, *self.slice_hw), np.uint16)
+        for s in range(self.num_slices):
+            best = torch.zeros(self.slice_hw)
+            for oid in ids:
+                lg = self.logits(oid, s)
+                if lg is None:
+                    continue
+                win = lg.float().cpu() > best
+                out[s][win.numpy()] = oid
+                best = torch.maximum(best, lg.float().cpu())
+        return out
+
+    def label_volume(self, obj_ids: Optional[Sequence[int]] = None) -> np.ndarray:
+        """The label map in the volume's own array order (Z, Y, X)."""
+        lm = self.label_map(obj_ids)
+        return self.view.to_volume(lm) if self.view is not None else lm
+
+    def confidence(self, obj_id: int, iou_threshold: float = 0.5) -> List[dict]:
+        """Per-slice confidence track: predicted IoU, object score, presence, and a review flag
+        (object present but IoU below the threshold, or presence flipping next to a present slice)."""
+        res = self.objects[obj_id].results
+        rows = []
+        for s in range(self.num_slices):
+            r = res.get(s)
+            if r is None:
+                rows.append(dict(slice=s, segmented=False))
+                continue
+            present = r.object_score > 0
+            rows.append(dict(slice=s, segmented=True, iou=round(r.iou, 4), object_score=round(r.object_score, 3),
+                             present=present, prompted=r.prompted, review=bool(present and r.iou < iou_threshold)))
+        return rows
