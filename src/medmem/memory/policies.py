@@ -305,7 +305,7 @@ class ConfidencePolicy(_BankPolicy):
         for i, (e, key) in enumerate(zip(self.bank.entries, self.bank.keys)):
             t[f"{i}.key"] = key.contiguous()
             t[f"{i}.maskmem_features"] = e.maskmem_features.float().cpu().contiguous()
-            t[f"{i}.maskmem_pos"] = e.maskmem_pos.float().cpu().contiguous()
+            t[f"{i}.maskmem_pos"] = e.maskmem_pos.float().cpu().clone()
             t[f"{i}.obj_ptr"] = e.obj_ptr.float().cpu().contiguous()
             t[f"{i}.object_score_logits"] = e.object_score_logits.float().cpu().contiguous()
         meta = {"medmem_bank": json.dumps({"n": len(self.bank.entries), "conf": self.bank.conf,

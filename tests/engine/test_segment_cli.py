@@ -1,0 +1,143 @@
+"""`medmem segment` on a NIfTI file, a DICOM folder and a batch; failures write nothing."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from click.testing import CliRunner
+
+from medmem.checkpoint import save_weights
+from medmem.cli import main
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory, tiny_model):
+    return save_weights(tiny_model, tmp_path_factory.mktemp("w") / "tiny.safetensors")
+
+
+def _ct(path, shape=(10, 40, 48)):
+    arr = np.full(shape, -800, np.int16)
+    arr[2:8, 10:30, 12:40] = 60
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing((0.7, 0.9, 3.0))
+    img.SetOrigin((10.0, -20.0, 5.0))
+    d = np.array([[1, 0, 0], [0, 0.8, -0.6], [0, 0.6, 0.8]], float)  # oblique
+    img.SetDirection(d.ravel().tolist())
+    sitk.WriteImage(img, str(path))
+    return img
+
+
+def test_segment_nifti_keeps_geometry_and_writes_report_and_overlay(tmp_path, weights):
+    src = _ct(tmp_path / "ct.nii.gz")
+    out = tmp_path / "out" / "mask.nii.gz"
+    res = CliRunner().invoke(main, ["segment", str(tmp_path / "ct.nii.gz"), "--out", str(out), "--box", "12,10,40,30",
+                                    "--slice", "5", "--axis", "0", "--checkpoint", str(weights), "--window",
+                                    "soft_tissue", "--overlay", str(tmp_path / "ov.png"), "--report",
+                                    str(tmp_path / "rep.json"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    m = sitk.ReadImage(str(out))
+    assert m.GetSize() == src.GetSize()
+    np.testing.assert_allclose(m.GetSpacing(), src.GetSpacing(), atol=1e-5)
+    np.testing.assert_allclose(m.GetOrigin(), src.GetOrigin(), atol=1e-4)
+    np.testing.assert_allclose(m.GetDirection(), src.GetDirection(), atol=1e-5)
+    rep = json.loads((tmp_path / "rep.json").read_text())
+    assert rep["num_slices"] == 10 and len(rep["objects"][0]["per_slice"]) == 10
+    assert (tmp_path / "ov.png").stat().st_size > 100
+
+
+def test_segment_dicom_folder(tmp_path, weights):
+    import pydicom  # noqa: F401  (the writer below needs it through SimpleITK's GDCM)
+
+    arr = np.full((6, 32, 32), -500, np.int16)
+    arr[1:5, 8:24, 8:24] = 40
+    folder = tmp_path / "dicom"
+    folder.mkdir()
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing((0.8, 0.8, 2.0))
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    series = "1.2.826.0.1.3680043.2.1125.1"
+    for k in range(arr.shape[0]):
+        sl = img[:, :, k]
+        for tag, val in [("0010|0010", "TEST^PATIENT"), ("0020|000d", "1.2.826.0.1.3680043.2.1125.2"),
+                         ("0020|000e", series), ("0008|0060", "CT"), ("0020|0013", str(k + 1)),
+                         ("0020|0032", f"0\\0\\{2.0 * k}"), ("0020|0037", "1\\0\\0\\0\\1\\0"),
+                         ("0008|0018", f"1.2.826.0.1.3680043.2.1125.3.{k + 1}"), ("0028|1053", "1"),
+                         ("0028|1052", "0")]:
+            sl.SetMetaData(tag, val)
+        writer.SetFileName(str(folder / f"{k:03d}.dcm"))
+        writer.Execute(sl)
+    out = tmp_path / "mask.nii.gz"
+    res = CliRunner().invoke(main, ["segment", str(folder), "--out", str(out), "--point", "16,16,2,1",
+                                    "--checkpoint", str(weights), "--quiet", "--axis", "0"])
+    assert res.exit_code == 0, res.output
+    assert sitk.ReadImage(str(out)).GetSize() == (32, 32, 6)
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--box", "12,10,40,30", "--slice", "99"], "outside"),
+    (["--box", "40,10,12,30", "--slice", "2"], "x1 >= x0"),
+    (["--box", "1,2,3", "--slice", "2"], "X0,Y0,X1,Y1"),
+    ([], "no prompts"),
+    (["--point", "500,500,2"], "outside"),
+])
+def test_bad_prompts_write_nothing(tmp_path, weights, args, match):
+    _ct(tmp_path / "ct.nii.gz")
+    out = tmp_path / "o"
+    res = CliRunner().invoke(main, ["segment", str(tmp_path / "ct.nii.gz"), "--out", str(out / "m.nii.gz"),
+                                    "--checkpoint", str(weights), "--quiet", "--axis", "0",
+                                    "--report", str(out / "r.json"), *args])
+    assert res.exit_code != 0 and match in res.output, res.output
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_unreadable_input_and_missing_model(tmp_path, weights):
+    bad = tmp_path / "broken.nii.gz"
+    bad.write_bytes(b"\x1f\x8b garbage")
+    res = CliRunner().invoke(main, ["segment", str(bad), "--out", str(tmp_path / "m.nii.gz"), "--box", "1,1,5,5",
+                                    "--slice", "0", "--checkpoint", str(weights)])
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert not (tmp_path / "m.nii.gz").exists()
+
+
+def test_never_overwrites_the_input(tmp_path, weights):
+    _ct(tmp_path / "ct.nii.gz")
+    before = (tmp_path / "ct.nii.gz").read_bytes()
+    res = CliRunner().invoke(main, ["segment", str(tmp_path / "ct.nii.gz"), "--out", str(tmp_path / "ct.nii.gz"),
+                                    "--box", "12,10,40,30", "--slice", "5", "--axis", "0", "--checkpoint",
+                                    str(weights), "--quiet"])
+    assert res.exit_code != 0
+    assert (tmp_path / "ct.nii.gz").read_bytes() == before
+
+
+def test_batch_folder(tmp_path, weights):
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    for name in ("a", "b"):
+        _ct(cases / f"{name}.nii.gz")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["segment", str(cases), "--out", str(out), "--box", "12,10,40,30", "--slice", "5",
+                                    "--axis", "0", "--checkpoint", str(weights), "--quiet"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["cases"]) == 2
+    assert (out / "a_mask.nii.gz").exists() and (out / "b_report.json").exists() and (out / "b_overlay.png").exists()
+
+
+def test_segment_set(tmp_path, weights):
+    from PIL import Image
+
+    paths = []
+    for i in range(3):
+        im = np.zeros((40, 50), np.uint8)
+        im[10:30, 10 + i:40] = 200
+        p = tmp_path / f"im{i}.png"
+        Image.fromarray(im).save(p)
+        paths.append(str(p))
+    res = CliRunner().invoke(main, ["segment-set", *paths, "--box", "10,10,40,30", "--out", str(tmp_path / "o"),
+                                    "--checkpoint", str(weights)])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "o" / "report.json").read_text())["prompt_image"] == 0
+    assert len(list((tmp_path / "o").glob("*_mask.png"))) == 3
