@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Dict, Mapping, Optional, Tuple, Union
 
 import torch
 
+from .atomic import atomic_path
 from .config import SAM2Config, get_config, list_models
 
 StateDict = Dict[str, torch.Tensor]
@@ -173,16 +173,9 @@ def save_weights(model: torch.nn.Module, path: PathLike, extra_meta: Optional[di
     from safetensors.torch import save_file
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"medmem_config": json.dumps(model.cfg.to_dict())}
     meta.update({k: str(v) for k, v in (extra_meta or {}).items()})
     sd = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(sd, tmp, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        save_file(sd, str(tmp), metadata=meta)
     return path

@@ -7,7 +7,7 @@ to derive variants.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace, asdict
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Tuple
 
 
 @dataclass(frozen=True)

@@ -54,8 +54,24 @@ def _stem(p: Path) -> str:
     return p.stem
 
 
+def _resolve_input(value: str) -> Path:
+    """A path, or `sample:NAME` for a sample bundled with medmem (`sample:mni152_t1`)."""
+    if value.startswith("sample:"):
+        from ..io import list_samples, sample_path
+
+        name = value.split(":", 1)[1]
+        try:
+            return Path(sample_path(name))
+        except (KeyError, ValueError, FileNotFoundError):
+            raise click.BadParameter(f"no bundled sample {name!r}; samples: {', '.join(list_samples())}")
+    p = Path(value)
+    if not p.exists():
+        raise click.BadParameter(f"{value} does not exist")
+    return p
+
+
 @click.command("segment")
-@click.argument("input_path", type=click.Path(exists=True, path_type=Path))
+@click.argument("input_path", callback=lambda ctx, param, v: _resolve_input(v))
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path),
               help="mask file (.nii.gz/.nrrd/.mha/.dcm for DICOM-SEG) or, for a batch, a folder")
 @click.option("--prompts", "prompts_file", type=click.Path(exists=True, path_type=Path), help="prompt JSON (docs/io.md)")

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 from scipy import ndimage
+
+from ..atomic import atomic_path
 
 _COLORS = np.array([(255, 64, 64), (64, 200, 255), (255, 210, 0), (120, 255, 120), (255, 120, 255),
                     (255, 150, 60), (160, 120, 255), (0, 255, 200)], np.uint8)
@@ -61,30 +62,14 @@ def write_png_atomic(rgb: np.ndarray, path: os.PathLike) -> Path:
     """Write an RGB uint8 image as PNG via a temp file + rename."""
     from PIL import Image
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp.png")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         Image.fromarray(rgb).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return Path(path)
 
 
 def write_json_atomic(obj, path: os.PathLike) -> Path:
     import json
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, default=float)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, default=float))
+    return Path(path)

@@ -14,13 +14,13 @@ written over an input file of ``like`` (``meta["source_path"]`` and
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
+
+from ..atomic import atomic_path as _atomic_path
 
 import numpy as np
 
@@ -84,29 +84,10 @@ def _guard_inputs(path: Path, like: Volume | None) -> None:
             raise ImageWriteError(f"refusing to overwrite an input {what}: {path} is the source {src}")
 
 
-def _file_mode() -> int:
-    """Permissions a plain ``open(path, "w")`` would give (mkstemp uses 0600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path`` (same extension); on success ``os.replace`` it onto ``path``."""
+def atomic_path(path: str | os.PathLike):
+    """`medmem.atomic.atomic_path` with the full medical extension (``.nii.gz``) kept on the temp file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ext = _ext(path) or path.suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{ext}", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.chmod(tmp_path, _file_mode())
-        os.replace(tmp_path, path)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+    return _atomic_path(path, _ext(path) or path.suffix)
 
 
 # --------------------------------------------------------------------------- masks

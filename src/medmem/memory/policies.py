@@ -294,13 +294,11 @@ class ConfidencePolicy(_BankPolicy):
     def save(self, path: Union[str, Path]) -> Path:
         """Write the bank (entries, keys, confidences) to a safetensors file, atomically."""
         import json
-        import os
-        import tempfile
 
         from safetensors.torch import save_file
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        from ..atomic import atomic_path
+
         t: Dict[str, torch.Tensor] = {}
         for i, (e, key) in enumerate(zip(self.bank.entries, self.bank.keys)):
             t[f"{i}.key"] = key.contiguous()
@@ -310,15 +308,9 @@ class ConfidencePolicy(_BankPolicy):
             t[f"{i}.object_score_logits"] = e.object_score_logits.float().cpu().contiguous()
         meta = {"medmem_bank": json.dumps({"n": len(self.bank.entries), "conf": self.bank.conf,
                                            "config": self.cfg.name, "mem_dim": self.cfg.mem_dim})}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file(t, tmp, metadata=meta)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return path
+        with atomic_path(path) as tmp:
+            save_file(t, str(tmp), metadata=meta)
+        return Path(path)
 
     def load(self, path: Union[str, Path]) -> None:
         """Replace the bank by one saved with `save` (checked against this model's memory width)."""

@@ -1,0 +1,111 @@
+#!/usr/bin/env python
+"""Evaluate a model the way the README's main job uses it: one box, propagate, compare.
+
+- Real sample: the bundled MNI152 T1 with its brain mask; a box around the brain on the axial
+  slice where the mask is largest; propagation both ways (each memory policy); Dice, NSD@2 mm, HD95.
+- MedBank-mini held-out cases (test split, every label of every task): 3D cases as in the real
+  sample (box on the largest slice, propagate); 2D cases through the image predictor with the box.
+
+    python scripts/evaluate_model.py --checkpoint src/medmem/assets/default_model.safetensors \\
+        --data runs/medbank/manifest.json --out docs/default_model_eval.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import medmem
+from medmem.data.synth import load_manifest
+from medmem.engine.volume import VolumeSession
+from medmem.eval.metrics import dice, hd95, nsd
+from medmem.io import read_volume, sample_path
+
+
+def box_of(mask2d: np.ndarray):
+    ys, xs = np.nonzero(mask2d)
+    return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+
+
+def segment_3d(model, image, gt, policy="fifo", intensity="auto"):
+    """Box on the largest slice of gt (axis 0), propagate both ways → (S, H, W) bool, seconds."""
+    areas = gt.reshape(gt.shape[0], -1).sum(1)
+    s = int(np.argmax(areas))
+    sess = VolumeSession(model, image, policy=policy, intensity=intensity,
+                         policy_kwargs={} if policy == "fifo" else dict(capacity=16))
+    t0 = time.perf_counter()
+    sess.add_prompt(s, 1, box=box_of(gt[s]))
+    for _ in sess.propagate("both"):
+        pass
+    return sess.masks(1), time.perf_counter() - t0, s
+
+
+def evaluate_mni(model) -> dict:
+    vol = read_volume(sample_path("mni152_t1"))
+    gt = read_volume(sample_path("mni152_brain_mask")).array > 0
+    out = {"case": "MNI152 2009a T1 (2 mm), brain mask", "slices": int(vol.array.shape[0])}
+    sp = vol.spacing_zyx
+    for policy in ("fifo", "self_sorting", "confidence"):
+        pred, secs, s = segment_3d(model, vol.array, gt, policy)
+        out[policy] = dict(dice=round(dice(pred, gt), 4), nsd_2mm=round(nsd(pred, gt, sp, 2.0), 4),
+                           hd95_mm=round(hd95(pred, gt, sp), 2), seconds=round(secs, 2), prompt_slice=s,
+                           box=box_of(gt[s]))
+    return out
+
+
+def evaluate_synth(model, manifest: str, max_per_task: int = 4) -> dict:
+    per_task = defaultdict(list)
+    predictor = medmem.ImagePredictor(model)
+    counts = defaultdict(int)
+    for case in load_manifest(manifest, split="test"):
+        if counts[case.task] >= max_per_task:
+            continue
+        counts[case.task] += 1
+        for lab in sorted(int(v) for v in np.unique(case.label) if v != 0):
+            gt = case.label == lab
+            if case.dims == 3:
+                pred, _, _ = segment_3d(model, case.image, gt)
+            else:
+                predictor.set_image(case.image)
+                m, _, _ = predictor.predict(box=box_of(gt), multimask_output=False)
+                pred = m[0]
+            per_task[case.task].append(dice(pred, gt))
+    rows = {t: dict(dice=round(float(np.mean(v)), 4), n=len(v)) for t, v in sorted(per_task.items())}
+    return {"tasks": rows, "mean_dice": round(float(np.mean([r["dice"] for r in rows.values()])), 4)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", required=True)
+    ap.add_argument("--config", default=None)
+    ap.add_argument("--data", default=None, help="MedBank-mini manifest for the held-out synthetic tasks")
+    ap.add_argument("--max-per-task", type=int, default=4)
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args()
+    torch.manual_seed(0)
+    if a.checkpoint.endswith("checkpoint.pt"):  # a trainer checkpoint of our own run (trusted, local)
+        from medmem.checkpoint import load_weights
+        from medmem.config import SAM2Config
+
+        ck = torch.load(a.checkpoint, map_location="cpu", weights_only=False)
+        model = medmem.SAM2Model(SAM2Config.from_dict(ck["model_config"])).eval()
+        load_weights(model, ck["model"])
+        print(f"trainer checkpoint at step {ck['step']}")
+    else:
+        model = medmem.build_model(a.config, checkpoint=a.checkpoint, device="cpu")
+    res = {"checkpoint": a.checkpoint, "model": model.cfg.name, "mni152": evaluate_mni(model)}
+    print(json.dumps(res["mni152"]), flush=True)
+    if a.data:
+        res["medbank_mini_test"] = evaluate_synth(model, a.data, a.max_per_task)
+        print(json.dumps(res["medbank_mini_test"]), flush=True)
+    if a.out:
+        Path(a.out).write_text(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()
