@@ -48,7 +48,6 @@ def build_pair(image_size: int, device: str):
     from oracle import build_official, randomize_
 
     from medmem.config import get_config
-    from medmem.model import SAM2Model
 
     cfg = get_config("sam2.1_hiera_tiny").replace(image_size=image_size)
     torch.manual_seed(0)

@@ -48,7 +48,6 @@ def test_segment_nifti_keeps_geometry_and_writes_report_and_overlay(tmp_path, we
 
 
 def test_segment_dicom_folder(tmp_path, weights):
-    import pydicom  # noqa: F401  (the writer below needs it through SimpleITK's GDCM)
 
     arr = np.full((6, 32, 32), -500, np.int16)
     arr[1:5, 8:24, 8:24] = 40

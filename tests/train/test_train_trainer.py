@@ -46,7 +46,7 @@ def test_exact_resume_matches_uninterrupted_run(tmp_path):
     kw = dict(steps=6, batch_size=2, clip_len=3, warmup=2, memory="confidence", bank_threshold=0.0,
               bank_capacity=8, bank_k=2, **FAST)
     cases = mixed_cases()
-    full = train(TrainConfig(out=str(tmp_path / "a"), **kw), cases)
+    train(TrainConfig(out=str(tmp_path / "a"), **kw), cases)
     part = train(TrainConfig(out=str(tmp_path / "b"), stop_at=3, **kw), cases)
     assert part.step == 3 and not part.finished and part.weights is None
     resumed = train(TrainConfig(out=str(tmp_path / "b"), **kw), cases, resume=True)
