@@ -7,16 +7,24 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 VPY=.venv/bin/python
-"$VPY" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+LOG=$(mktemp)
+pipi() {  # pip install, quiet; on failure show pip's output and stop
+  if ! "$VPY" -m pip install "$@" >"$LOG" 2>&1; then
+    grep -v "^WARNING: Location" "$LOG" | tail -30 >&2
+    echo "setup.sh: pip install $* failed" >&2
+    exit 1
+  fi
+}
+"$VPY" -m pip install -q --upgrade pip >/dev/null 2>&1 || true   # best effort; any recent pip works
 # torch first, pinned to the release that lies on this workplace's disk (CPU works; CUDA used where present)
-"$VPY" -c "import torch" 2>/dev/null || "$VPY" -m pip install -q "torch==2.14.1" "torchvision==0.29.1" 2>&1 | grep -v "^WARNING: Location" || true
-"$VPY" -c "import torch" 
+"$VPY" -c "import torch" 2>/dev/null || pipi "torch==2.14.1" "torchvision==0.29.1"
 if [ "${1:-}" = "--test" ]; then
-  "$VPY" -m pip install -q -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
+  pipi -e ".[test]"
   # the official implementation, a test oracle only (never a runtime dependency); CPU build
-  "$VPY" -c "import sam2" 2>/dev/null || SAM2_BUILD_CUDA=0 "$VPY" -m pip install -q --no-build-isolation "sam2==1.1.0" 2>&1 | grep -v "^WARNING: Location" || true
+  "$VPY" -c "import sam2" 2>/dev/null || SAM2_BUILD_CUDA=0 pipi --no-build-isolation "sam2==1.1.0"
   "$VPY" -c "import sam2, pytest"
 else
-  "$VPY" -m pip install -q -e . 2>&1 | grep -v "^WARNING: Location" || true
+  pipi -e .
 fi
-"$VPY" -c "import medmem"
+"$VPY" -c "import medmem, SimpleITK, monai"
+rm -f "$LOG"

@@ -68,7 +68,8 @@ class VolumeSession:
             arr = volume
             if hasattr(volume, "slices") and hasattr(volume, "array"):
                 self.volume = volume
-                self.view = volume.slices(axis if volume.array.shape[0] > 1 or axis != "axial" else 0)
+                # a single 2D image has no anatomical slicing axis: its one "slice" is array axis 0
+                self.view = volume.slices(0 if volume.array.shape[0] == 1 else axis)
                 arr = self.view.array
             frames = FrameSource(np.asarray(arr), model.image_size, intensity, resize_mode, model.device)
         self.frames = frames
