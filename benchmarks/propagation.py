@@ -6,6 +6,7 @@ run. Each (implementation, length) runs in its own child process so that peak me
 is measured cleanly. Prints one JSON object per measurement, then a summary with ratios.
 
     python benchmarks/propagation.py                      # 50, 200, 1000 slices at 256² (CPU)
+    BENCH_THREADS=1 python benchmarks/propagation.py --parallel   # both side by side, one core each
     python benchmarks/propagation.py --sizes 50,200 --image-size 512 --device cuda --dtype bf16
 
 The official package is needed for its side (scripts/setup.sh --test installs it).
@@ -111,6 +112,9 @@ def main() -> None:
     ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--impls", default="official,medmem")
     ap.add_argument("--out", default=None, help="also write the results as JSON here")
+    ap.add_argument("--parallel", action="store_true",
+                    help="run the implementations of one length at the same time (one thread each on a 2-core "
+                         "machine: both see the same machine load)")
     ap.add_argument("--child", nargs=3, metavar=("IMPL", "N", "FRAMES_DIR"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -127,14 +131,22 @@ def main() -> None:
             d.mkdir()
             for i, f in enumerate(make_frames(n, hw)):
                 Image.fromarray(f).save(d / f"{i:05d}.jpg", quality=95)
-            for impl in a.impls.split(","):
-                cmd = [sys.executable, __file__, "--child", impl, str(n), str(d), "--image-size", str(a.image_size),
-                       "--device", a.device, "--dtype", a.dtype]
-                out = subprocess.run(cmd, capture_output=True, text=True)
-                if out.returncode != 0:
-                    res = dict(impl=impl, slices=n, error=out.stderr.strip().splitlines()[-1:])
+            cmds = {impl: [sys.executable, __file__, "--child", impl, str(n), str(d), "--image-size", str(a.image_size),
+                           "--device", a.device, "--dtype", a.dtype] for impl in a.impls.split(",")}
+            if a.parallel:
+                procs = {i: subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         for i, c in cmds.items()}
+                outs = {i: (p.communicate(), p.returncode) for i, p in procs.items()}
+            else:
+                outs = {}
+                for i, c in cmds.items():
+                    r = subprocess.run(c, capture_output=True, text=True)
+                    outs[i] = ((r.stdout, r.stderr), r.returncode)
+            for impl, ((stdout, stderr), rc) in outs.items():
+                if rc != 0:
+                    res = dict(impl=impl, slices=n, error=stderr.strip().splitlines()[-1:])
                 else:
-                    res = json.loads(out.stdout.strip().splitlines()[-1])
+                    res = json.loads(stdout.strip().splitlines()[-1])
                 print(json.dumps(res), flush=True)
                 results.append(res)
     summary = {"summary": []}
