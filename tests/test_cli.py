@@ -21,5 +21,5 @@ def test_models_lists_every_config_with_parameter_counts():
 
 
 def test_console_script_entry_point():
-    out = subprocess.run([sys.executable, "-m", "medmem.cli", "models"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-m", "medmem.cli", "models"], capture_output=True, encoding="utf-8", timeout=120)
     assert out.returncode == 0 and "sam2.1_hiera_large" in out.stdout

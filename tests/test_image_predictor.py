@@ -116,5 +116,5 @@ def test_no_hard_coded_cuda():
     import re
 
     root = pathlib.Path(medmem.__file__).parent
-    offenders = [str(p) for p in root.rglob("*.py") if re.search(r"\.cuda\(\)|['\"]cuda:0['\"]", p.read_text())]
+    offenders = [str(p) for p in root.rglob("*.py") if re.search(r"\.cuda\(\)|['\"]cuda:0['\"]", p.read_text(encoding="utf-8"))]
     assert not offenders, offenders

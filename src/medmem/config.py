@@ -164,12 +164,12 @@ def register(name: str, factory: Callable[[], SAM2Config]) -> None:
 
 for _size, _trunk in _TRUNKS.items():
     register(f"sam2_hiera_{_size}", lambda s=_size, t=_trunk: SAM2Config(
-        name=f"sam2_hiera_{s}", description=f"SAM 2 Hiera-{s} (official, 1024²)", trunk=t, **_SAM20))
+        name=f"sam2_hiera_{s}", description=f"SAM 2 Hiera-{s} (official, 1024x1024)", trunk=t, **_SAM20))
     register(f"sam2.1_hiera_{_size}", lambda s=_size, t=_trunk: SAM2Config(
-        name=f"sam2.1_hiera_{s}", description=f"SAM 2.1 Hiera-{s} (official, 1024²)", trunk=t))
+        name=f"sam2.1_hiera_{s}", description=f"SAM 2.1 Hiera-{s} (official, 1024x1024)", trunk=t))
 
 register("sam2.1_hiera_tiny_512", lambda: SAM2Config(
-    name="sam2.1_hiera_tiny_512", description="SAM 2.1 Hiera-tiny at 512² (MedSAM2)", image_size=512,
+    name="sam2.1_hiera_tiny_512", description="SAM 2.1 Hiera-tiny at 512x512 (MedSAM2)", image_size=512,
     trunk=_TRUNKS["tiny"]))
 
 # Small configs: for tests (fast on CPU) and for our bundled default model.
@@ -181,7 +181,7 @@ register("test_tiny", lambda: SAM2Config(
     mem_dim=16, mem_fuser_layers=1))
 register("test_tiny_sam20", lambda: replace(_REGISTRY["test_tiny"](), name="test_tiny_sam20", **_SAM20))
 register("medmem_small_256", lambda: SAM2Config(
-    name="medmem_small_256", description="medmem's bundled default: reduced Hiera at 256²", image_size=256,
+    name="medmem_small_256", description="medmem's bundled default: reduced Hiera at 256x256", image_size=256,
     trunk=HieraConfig(embed_dim=48, num_heads=1, stages=(1, 2, 4, 1), global_att_blocks=(4, 6),
                       window_spec=(8, 4, 8, 4), window_pos_embed_bkg_spatial_size=(7, 7), d_model=128),
     decoder_heads=4, decoder_mlp_dim=512, iou_head_hidden_dim=128, mem_attn_layers=2, mem_attn_ffn_dim=512,

@@ -34,7 +34,7 @@ def _is_volume_file(p: Path) -> bool:
 def _cases(input_path: Path):
     """A single input (file, DICOM folder, frame folder) or a batch (folder of volume files / manifest)."""
     if input_path.is_file() and input_path.suffix == ".json":
-        man = json.loads(input_path.read_text())
+        man = json.loads(input_path.read_text(encoding="utf-8"))
         if not isinstance(man, dict) or "cases" not in man:
             raise click.ClickException(f"{input_path}: a manifest needs a 'cases' list")
         return [(Path(c["image"]) if os.path.isabs(c["image"]) else input_path.parent / c["image"],
