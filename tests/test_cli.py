@@ -23,3 +23,10 @@ def test_models_lists_every_config_with_parameter_counts():
 def test_console_script_entry_point():
     out = subprocess.run([sys.executable, "-m", "medmem.cli", "models"], capture_output=True, encoding="utf-8", timeout=120)
     assert out.returncode == 0 and "sam2.1_hiera_large" in out.stdout
+
+
+def test_subpackages_reachable_from_the_top_level():
+    import medmem
+
+    assert callable(medmem.io.read_volume) and callable(medmem.eval.metrics.dice)
+    assert medmem.VolumeSession.__name__ == "VolumeSession" and medmem.ImageSetSession.__name__ == "ImageSetSession"

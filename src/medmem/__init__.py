@@ -22,4 +22,8 @@ def __getattr__(name):  # lazy: keep `import medmem` light
         from .engine.image_set import ImageSetSession
 
         return ImageSetSession
-    raise AttributeError(name)
+    if name in ("io", "data", "eval", "engine", "memory", "train", "checkpoint", "model", "config"):
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'medmem' has no attribute {name!r}")
