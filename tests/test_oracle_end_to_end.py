@@ -140,8 +140,7 @@ class OurTracker:
 
     def _preflight(self):
         for t, e in self.pending.items():
-            high = F.interpolate(e.pred_masks, size=(self.m.image_size,) * 2, mode="bilinear", align_corners=False)
-            mf, mp = self.m.encode_memory(self.feats(t), high, e.object_score_logits, is_mask_from_pts=True)
+            mf, mp = self.m.encode_prompted_memory(self.feats(t), e.pred_masks, e.object_score_logits)
             e.maskmem_features, e.maskmem_pos = mf.to(torch.bfloat16), mp
             (self.cond if e.is_cond else self.non_cond)[t] = e
         self.pending.clear()

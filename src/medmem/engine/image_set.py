@@ -16,7 +16,6 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..data.intensity import Intensity, ResizeMode, prepare_slice, to_source
 from ..memory.entry import FrameMemory
@@ -80,8 +79,7 @@ class ImageSetSession:
         pi, mi = prompt_to_inputs(p, hw, m.image_size, self.resize_mode, m.device)
         with autocast(m.device, self.dtype):
             out = m.track_step(feats, is_init_cond_frame=True, point_inputs=pi, mask_inputs=mi, run_mem_encoder=False)
-            high = F.interpolate(out.pred_masks.float(), size=(m.image_size,) * 2, mode="bilinear", align_corners=False)
-            mf, mp = m.encode_memory(feats, high, out.object_score_logits, is_mask_from_pts=True)
+            mf, mp = m.encode_prompted_memory(feats, out.pred_masks, out.object_score_logits)
         iou = out.heads.ious.max(dim=-1, keepdim=True).values.float()
         entry = FrameMemory(idx, mf.to(self.storage_dtype), mp, out.obj_ptr.float(), out.pred_masks.float(),
                             out.object_score_logits.float(), iou, True)

@@ -17,7 +17,6 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..data.intensity import Intensity, ResizeMode, to_source
 from ..memory.entry import FrameMemory
@@ -195,10 +194,8 @@ class VolumeSession:
         m = self.model
         for s, e in sorted(obj.pending.items()):
             feats = self.features.get(s)
-            high = F.interpolate(e.pred_masks.to(m.device), size=(m.image_size,) * 2, mode="bilinear",
-                                 align_corners=False)
             with autocast(m.device, self.dtype):
-                mf, mp = m.encode_memory(feats, high, e.object_score_logits, is_mask_from_pts=True)
+                mf, mp = m.encode_prompted_memory(feats, e.pred_masks, e.object_score_logits)
             e.maskmem_features, e.maskmem_pos = mf.to(self.storage_dtype), mp
             obj.policy.add_conditioning(e)
         obj.pending.clear()

@@ -305,6 +305,14 @@ class SAM2Model(nn.Module):
             features = features + absent[..., None, None] * self.no_obj_embed_spatial[..., None, None]
         return features, pos
 
+    def encode_prompted_memory(self, feats: ImageFeatures, low_res_masks: torch.Tensor,
+                               object_score_logits: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Memory of a prompted frame as SAM 2's video predictor makes it before propagating: from the
+        low-res logits (B, 1, S/4, S/4) upsampled to S, treated as clicked (binarised at inference)."""
+        high = F.interpolate(low_res_masks.float().to(feats.vision_feats.device), size=(self.image_size,) * 2,
+                             mode="bilinear", align_corners=False)
+        return self.encode_memory(feats, high, object_score_logits, is_mask_from_pts=True)
+
     # ------------------------------------------------------------------ one tracking step
     def use_multimask(self, is_init_cond_frame: bool, point_inputs) -> bool:
         n = 0 if point_inputs is None else point_inputs[1].shape[1]
