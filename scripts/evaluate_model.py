@@ -58,12 +58,13 @@ def evaluate_mni(model) -> dict:
     return out
 
 
-def evaluate_synth(model, manifest: str, max_per_task: int = 4) -> dict:
+def evaluate_synth(model, manifest: str, max_per_task: int = 4, split: str = "test", tasks=None) -> dict:
+    """Mean Dice per task over the ``split`` cases (up to ``max_per_task`` each, 0 = all) of ``tasks``."""
     per_task = defaultdict(list)
     predictor = medmem.ImagePredictor(model)
     counts = defaultdict(int)
-    for case in load_manifest(manifest, split="test"):
-        if counts[case.task] >= max_per_task:
+    for case in load_manifest(manifest, split=split, task=list(tasks) if tasks else None):
+        if max_per_task and counts[case.task] >= max_per_task:
             continue
         counts[case.task] += 1
         for lab in sorted(int(v) for v in np.unique(case.label) if v != 0):

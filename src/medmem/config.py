@@ -186,6 +186,9 @@ register("medmem_small_256", lambda: SAM2Config(
                       window_spec=(8, 4, 8, 4), window_pos_embed_bkg_spatial_size=(7, 7), d_model=128),
     decoder_heads=4, decoder_mlp_dim=512, iou_head_hidden_dim=128, mem_attn_layers=2, mem_attn_ffn_dim=512,
     mem_dim=32))
+register("medmem_small_128", lambda: replace(
+    _REGISTRY["medmem_small_256"](), name="medmem_small_128", image_size=128,
+    description="the default model's network at 128x128 (same weights; 4x fewer tokens, for experiments)"))
 
 
 OFFICIAL_MODELS = tuple(f"{v}_hiera_{s}" for v in ("sam2", "sam2.1") for s in _TRUNKS)

@@ -215,3 +215,22 @@ def test_cli_synth(tmp_path):
     assert bad.exit_code == 2 and "unknown tasks" in bad.output
     listing = CliRunner().invoke(data_group, ["synth-tasks"])
     assert listing.exit_code == 0 and "ct_liver_tumor" in listing.output
+
+
+def test_whole_organ_tasks_include_their_interior(cases):
+    # the whole-brain label covers the dark ventricles / sulci inside it: it has no holes and
+    # contains voxels much darker than the brain's median (CSF) as well as the brightest tissue
+    img, lab, _ = cases["mri_brain"]
+    brain = lab == 1
+    for z in range(lab.shape[0]):
+        assert not (ndimage.binary_fill_holes(brain[z]) & ~brain[z]).any()
+    vals = img[brain]
+    assert np.percentile(vals, 5) < 0.6 * np.median(vals) or np.percentile(vals, 95) > 1.3 * np.median(vals)
+    per_slice = brain.reshape(brain.shape[0], -1).any(1)
+    assert 0 < per_slice.sum() < brain.shape[0]  # the brain ends before the volume does
+    # the CT body contour is filled (lungs, when a case has them, are inside it) and excludes the table
+    img, lab, _ = synth.make_case("ct_body", 0, 0, 128)  # at 64 px the thin table blurs away
+    body = lab == 1
+    for z in range(lab.shape[0]):
+        assert not (ndimage.binary_fill_holes(body[z]) & ~body[z]).any()
+    assert (img[~body] > 100).any()  # the scanner table is outside the label

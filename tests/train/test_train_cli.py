@@ -48,3 +48,16 @@ def test_train_cli_errors(tmp_path):
     assert r.exit_code != 0 and "--data is required" in r.output
     r = CliRunner().invoke(main, ["train", "--data", str(tmp_path), "--freeze", "trunk", "--out", str(tmp_path)])
     assert r.exit_code != 0 and "unknown freeze group" in r.output
+
+
+def test_train_cli_two_data_sources(manifest, tmp_path):
+    from medmem.data.synth import generate
+
+    extra = generate(tmp_path / "extra", seed=3, size=48, cases_per_task=3, tasks=["us_breast_lesion"])
+    out = tmp_path / "run2"
+    r = CliRunner().invoke(main, ["train", "--data", str(manifest), "--data", str(extra), "--config", "test_tiny",
+                                  "--out", str(out), "--steps", "1", "--batch-size", "2", "--clip-len", "2",
+                                  "--warmup", "0", "--no-progress", "--val-cases", "0"])
+    assert r.exit_code == 0, r.output
+    assert "us_breast_lesion" in r.output and "xray_chest" in r.output  # validated on both sources' tasks
+    assert json.loads((out / "train_config.json").read_text())["data"] == [str(manifest), str(extra)]

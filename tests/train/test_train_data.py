@@ -46,6 +46,19 @@ def test_load_synth_manifest(tmp_path):
     assert {r.task for r in only} == {"ct_aorta"} and {r.split for r in only} == {"train"}
 
 
+def test_load_several_sources(tmp_path):
+    from medmem.data.synth import generate
+
+    a = generate(tmp_path / "a", seed=1, size=40, cases_per_task=2, tasks=["us_breast_lesion"])
+    b = generate(tmp_path / "b", seed=2, size=40, cases_per_task=3, tasks=["xray_chest"])
+    raws = load_raw_cases([a, b], splits=("train", "val", "test"))
+    assert sorted(r.task for r in raws) == ["us_breast_lesion"] * 2 + ["xray_chest"] * 3
+    with pytest.raises(ValueError, match="is in both"):  # the same case id twice
+        load_raw_cases([a, tmp_path / "a"], splits=("train", "val", "test"))
+    with pytest.raises(ValueError, match="no data source"):
+        load_raw_cases([])
+
+
 def test_load_nnunet_v2_layout_with_holdout(tmp_path):
     import nibabel as nib
 

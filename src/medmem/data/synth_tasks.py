@@ -1,4 +1,4 @@
-"""Task definitions of MedBank-mini: 22 segmentation tasks over 7 modality styles.
+"""Task definitions of MedBank-mini: 24 segmentation tasks over 7 modality styles.
 
 Each builder is ``f(rng, size, n_slices) -> (image, label)`` with array-axis order:
 3D (D, H, W), 2D grayscale (H, W), 2D RGB (H, W, 3); ``label`` is uint8 with the task's
@@ -250,6 +250,61 @@ def mri_prostate(rng, size, n):
     return R.mri_finish(img, rng), prostate.astype(np.uint8)
 
 
+def mri_brain(rng, size, n):
+    """Whole-brain mask on a T1- (or T2-) like head, skull-stripped in about half the cases.
+
+    The label is the brain envelope *including* what lies inside it (ventricles, sulcal CSF):
+    a whole-organ target whose interior has its own distinct structures."""
+    g = make_grid((n, size, size), rng, warp=0.04)
+    z, y, x = g.coords
+    cz = rng.uniform(-0.15, 0.05)
+    radii = (rng.uniform(0.8, 0.95), rng.uniform(0.72, 0.85), rng.uniform(0.58, 0.7))
+    # a brain is flatter below (temporal lobes, cerebellum) and narrower at the front
+    f = ellipsoid(g, (cz, 0.0, 0.0), radii) + 0.08 * smooth_noise(g.shape, rng, 5)
+    f = f + 0.12 * np.clip(-(y + 0.2), 0, None) * np.abs(x) + 0.15 * np.clip(z - cz, 0, None) ** 2
+    brain = f < 0
+    folds = smooth_noise(g.shape, rng, 18)  # gyri: white-matter fingers reach into the cortex
+    inner = f < -0.3 + 0.12 * folds
+    sulci = (np.abs(smooth_noise(g.shape, rng, 22)) < 0.1) & brain & ~inner
+    sulci |= brain & ~(f < -0.03)  # a thin CSF rim between brain surface and the envelope
+    fissure = (np.abs(x) < 0.025) & brain & (np.abs(y) > rng.uniform(0.15, 0.35))
+    wm = inner & (smooth_noise(g.shape, rng, 10) > -0.6)
+    vent = np.zeros(g.shape, bool)
+    for side in (-1, 1):
+        vent |= blob(g, (cz + rng.uniform(-0.1, 0.1), -0.08, side * 0.09), (0.3, 0.28, 0.06), rng, 0.1,
+                     angle=side * 0.25)
+    vent &= inner
+    t2 = rng.random() < 0.25
+    gm_v, wm_v, csf_v = (170.0, 120.0, 260.0) if t2 else (160.0, 230.0, 45.0)
+    layers = []
+    if rng.random() < 0.5:  # head with skull and scalp around the brain
+        out1 = f < 0.12
+        out2 = f < 0.25 + 0.03 * smooth_noise(g.shape, rng, 4)
+        out3 = f < 0.38 + 0.04 * smooth_noise(g.shape, rng, 4)
+        layers = [(out3, 190.0 if not t2 else 150.0, 20.0), (out2, 25.0, 8.0), (out1, csf_v, 10.0)]
+    layers += [(brain, gm_v, 12.0), (wm, wm_v, 10.0), (sulci | fissure, csf_v, 10.0), (vent, csf_v, 8.0)]
+    img = R.paint(g.shape, 0.0, layers, rng)
+    return R.mri_finish(img, rng, noise=rng.uniform(4.0, 14.0), bias=0.15), brain.astype(np.uint8)
+
+
+def ct_body(rng, size, n):
+    """Whole-body contour on CT: everything inside the skin (lungs, organs, bone), not the table."""
+    g = make_grid((n, size, size), rng, warp=0.04)
+    body = _body(g, rng, rng.uniform(0.55, 0.72), rng.uniform(0.7, 0.9))
+    lungs = np.zeros(g.shape, bool)
+    if rng.random() < 0.6:
+        for side in (-1, 1):
+            lungs |= blob(g, (rng.uniform(-0.5, -0.1), -0.05, side * 0.38), (0.9, 0.42, 0.26), rng, 0.1)
+        lungs &= ndimage.binary_erosion(body, iterations=3)
+    organ = blob(g, (0.0, 0.05, rng.uniform(-0.4, 0.4)), (0.9, 0.3, 0.3), rng, 0.15) & body & ~lungs
+    fat = body & ~ndimage.binary_erosion(body, iterations=int(rng.integers(2, 6)))
+    table = np.abs(g.coords[-2] - 0.9 - 0.03 * g.coords[-1] ** 2) < 0.03
+    hu = R.paint(g.shape, -1000.0, [(body, 40.0, 15.0), (fat, -100.0, 15.0), (organ, 60.0, 10.0),
+                                   (lungs, -850.0, 30.0), (_spine(g, 0.4) & body, 600.0, 80.0),
+                                   (table & ~body, 300.0, 20.0)], rng)
+    return R.ct_finish(hu, rng), body.astype(np.uint8)
+
+
 # ============================================================================ ultrasound
 def us_echo_lv(rng, size, n):
     """Apical 4-chamber-like cine: (T, H, W), LV cavity beating over the frames."""
@@ -497,8 +552,14 @@ TASKS: dict[str, TaskSpec] = {t.name: t for t in [
     _t("ct_vertebrae", "ct", "ct", 3, {1: "vertebra"}, (0.8, 0.8, 2.5), ct_vertebrae,
        "stacked vertebral bodies separated by discs (periodic appearance along z)", 32,
        traits=("multi_instance", "appear_vanish")),
+    _t("ct_body", "ct", "ct", 3, {1: "body"}, (1.2, 1.2, 3.0), ct_body,
+       "whole-body contour including dark lungs inside it; the scanner table is not body", 24,
+       traits=("whole_organ",)),
     _t("mri_brain_tumor", "mri", "mri", 3, {1: "edema", 2: "tumor_core"}, (1.0, 1.0, 1.5), mri_brain_tumor,
        "FLAIR-like brain with a bright oedema around a heterogeneous tumour core", 32, traits=("nested",)),
+    _t("mri_brain", "mri", "mri", 3, {1: "brain"}, (1.5, 1.5, 1.5), mri_brain,
+       "whole brain (ventricles and sulci included) on a T1/T2-like head, skull-stripped or not", 40,
+       traits=("whole_organ", "appear_vanish")),
     _t("mri_hippocampus", "mri", "mri", 3, {1: "hippocampus"}, (1.0, 1.0, 1.0), mri_hippocampus,
        "two small low-contrast elongated structures", 32, traits=("small", "multi_instance", "low_contrast")),
     _t("mri_cardiac", "mri", "mri", 3, {1: "lv_cavity", 2: "myocardium", 3: "rv_cavity"}, (1.5, 1.5, 8.0),

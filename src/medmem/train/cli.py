@@ -18,8 +18,9 @@ def _csv(value: Optional[str]) -> Optional[tuple]:
 
 
 @click.command("train")
-@click.option("--data", type=click.Path(exists=True), help="MedBank-mini manifest (or its folder), or an "
-              "MSD / nnU-Net / SAMed-2 PNG / CVPR-npz dataset folder.")
+@click.option("--data", type=click.Path(exists=True), multiple=True,
+              help="MedBank-mini manifest (or its folder), or an MSD / nnU-Net / SAMed-2 PNG / CVPR-npz dataset "
+              "folder; repeat to train on several sources at once.")
 @click.option("--config", "model", help="model config name (`medmem models`) [the config of --init]")
 @click.option("--init", type=click.Path(exists=True, dir_okay=False), help="starting weights (.pt / .safetensors)")
 @click.option("--out", type=click.Path(file_okay=False), help="run folder [runs/train]")
@@ -68,6 +69,7 @@ def train_cmd(resume: bool, **opts) -> None:
 
     for key in ("freeze", "tasks"):
         opts[key] = _csv(opts[key])
+    opts["data"] = (opts["data"][0] if len(opts["data"]) == 1 else list(opts["data"])) if opts["data"] else None
     given = {k: v for k, v in opts.items() if v is not None}
     out = Path(given.get("out", TrainConfig.out))
     resuming = resume and (out / CHECKPOINT).is_file()

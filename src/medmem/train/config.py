@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 #: fields that may differ between a run and its resumption (everything else is taken from the checkpoint)
 RESUMABLE_FIELDS = ("steps", "val_every", "save_every", "log_every", "stop_at", "device", "progress", "out",
@@ -20,7 +20,8 @@ class TrainConfig:
     """
 
     # ---- data and model
-    data: Optional[str] = None            # MedBank-mini manifest / its folder, or an MSD/nnU-Net/SAMed-2/npz folder
+    data: Union[str, List[str], None] = None  # MedBank-mini manifest / its folder, or an MSD/nnU-Net/SAMed-2/npz
+    #                                           folder; a list: several sources at once
     model: Optional[str] = None           # registered model config (`medmem models`); None: from `init`
     init: Optional[str] = None            # weights to start from (official .pt or medmem .safetensors)
     adapter_frames: int = 0               # > 0: add a temporal adapter (all trunk blocks) with this clip length

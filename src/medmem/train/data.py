@@ -139,15 +139,30 @@ def is_synth_manifest(path: Union[str, Path]) -> bool:
         return False
 
 
-def load_raw_cases(source: Union[str, Path], tasks: Sequence[str] = (), splits: Iterable[str] = ("train", "val"),
-                   val_fraction: float = 0.1) -> List[RawCase]:
-    """All labelled cases of a data source, restricted to ``tasks`` (if given) and ``splits``.
+def load_raw_cases(source: Union[str, Path, Sequence[Union[str, Path]]], tasks: Sequence[str] = (),
+                   splits: Iterable[str] = ("train", "val"), val_fraction: float = 0.1) -> List[RawCase]:
+    """All labelled cases of a data source (or of several), restricted to ``tasks`` (if given) and ``splits``.
+
+    Several sources are concatenated; a case id found in two of them is an error (it would make
+    hold-out and logs ambiguous).
 
     MedBank-mini manifests keep their own splits. Dataset layouts (MSD, nnU-Net, SAMed-2 PNG,
     CVPR npz) read through `medmem.data.layouts`; layouts without a validation list get a
     deterministic hold-out of ``val_fraction`` of their training cases (by case id) as "val";
     SAMed-2 slices of one volume are stacked into a 3D case when they share a shape.
     """
+    if not isinstance(source, (str, Path)):
+        sources = list(source)
+        if not sources:
+            raise ValueError("no data source given")
+        out, seen = [], {}
+        for src in sources:
+            for c in load_raw_cases(src, tasks, splits, val_fraction):
+                if c.id in seen:
+                    raise ValueError(f"case id {c.id!r} is in both {seen[c.id]} and {src}")
+                seen[c.id] = src
+                out.append(c)
+        return out
     splits = set(splits)
     if is_synth_manifest(source):
         from ..data.synth import load_manifest
