@@ -140,3 +140,31 @@ def test_segment_set(tmp_path, weights):
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "o" / "report.json").read_text())["prompt_image"] == 0
     assert len(list((tmp_path / "o").glob("*_mask.png"))) == 3
+
+
+def test_reference_scores_the_result(tmp_path, weights):
+    src = _ct(tmp_path / "ct.nii.gz")
+    ref = np.zeros((10, 40, 48), np.uint8)
+    ref[2:8, 10:30, 12:40] = 1
+    ref_img = sitk.GetImageFromArray(ref)
+    ref_img.CopyInformation(src)
+    sitk.WriteImage(ref_img, str(tmp_path / "ref.nii.gz"))
+    out = tmp_path / "mask.nii.gz"
+    args = ["segment", str(tmp_path / "ct.nii.gz"), "--out", str(out), "--box", "12,10,40,30", "--slice", "5",
+            "--axis", "0", "--checkpoint", str(weights), "--window", "soft_tissue", "--report",
+            str(tmp_path / "rep.json"), "--reference", str(tmp_path / "ref.nii.gz")]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    assert "vs reference: Dice" in res.output
+    got = json.loads((tmp_path / "rep.json").read_text())["reference"]["objects"]["1"]
+    pred = sitk.GetArrayFromImage(sitk.ReadImage(str(out))) == 1
+    expected = 2 * (pred & (ref == 1)).sum() / (pred.sum() + ref.sum())
+    assert got["dice"] == pytest.approx(expected, abs=1e-4)
+    assert got["gt_voxels"] == int(ref.sum()) and got["pred_voxels"] == int(pred.sum())
+    # a reference on another grid is refused, and nothing is written
+    sitk.WriteImage(sitk.GetImageFromArray(ref[:5]), str(tmp_path / "ref_small.nii.gz"))
+    out2 = tmp_path / "mask2.nii.gz"
+    args[3] = str(out2)
+    args[-1] = str(tmp_path / "ref_small.nii.gz")
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code != 0 and "does not match" in res.output and not out2.exists()
