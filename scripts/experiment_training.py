@@ -82,7 +82,7 @@ def main() -> None:
 
     if "adapter" in which:
         rows = {}
-        rows["pretrained (no fine-tuning)"] = evaluate(Path(args.pretrained), TASKS_3D)
+        rows["stage-1 weights, no fine-tuning (at their 256²)"] = evaluate(Path(args.pretrained), TASKS_3D)
         for name, extra in (("fine-tuned, no adapter", []), ("fine-tuned, temporal adapter (T=3)",
                                                                ["--adapter-frames", "3"])):
             w = run_train(out / ("adapter_on" if extra else "adapter_off"), args,
