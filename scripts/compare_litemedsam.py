@@ -61,7 +61,7 @@ def main() -> None:
             lite_all[z] = lite_predict(net, img[z], [xz.min(), yz.min(), xz.max() + 1, yz.max() + 1])
 
     model = medmem.build_model(checkpoint=a.checkpoint, device="cpu")
-    sess = medmem.VolumeSession(model, img)
+    sess = medmem.VolumeSession(model, vol.array)  # the stored uint8 volume, as `medmem segment` reads it
     sess.add_prompt(s, 1, box=box)
     for _ in sess.propagate("both"):
         pass

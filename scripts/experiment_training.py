@@ -33,13 +33,13 @@ TASKS_NOISE = ("ct_kidney", "ct_liver_tumor", "mri_prostate", "us_breast_lesion"
 TASKS_CONTINUAL = ("ct_kidney", "xray_chest", "us_breast_lesion", "mri_cardiac", "dermoscopy_lesion")
 
 
-def run_train(out: Path, args, extra: list) -> Path:
+def run_train(out: Path, args, extra: list, seed: int = 0) -> Path:
     weights = out / "model.safetensors"
     if weights.is_file():
         return weights
     cmd = [str(Path(sys.executable).with_name("medmem")), "train", "--data", str(args.data), "--config", args.config,
            "--init", str(args.pretrained), "--out", str(out), "--batch-size", "4", "--clip-len", "3",
-           "--lr", "1e-4", "--warmup", "20", "--correction-iters", "1", "--save-every", "50", "--seed", "0",
+           "--lr", "1e-4", "--warmup", "20", "--correction-iters", "1", "--save-every", "50", "--seed", str(seed),
            "--no-progress", "--resume", *extra]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     print("$", " ".join(cmd), flush=True)
@@ -51,9 +51,16 @@ def run_train(out: Path, args, extra: list) -> Path:
     return weights
 
 
-def evaluate(weights: Path, tasks) -> dict:
+def evaluate(weights: Path, tasks, cache: Path = None) -> dict:
+    """Test-split Dice of ``weights`` on ``tasks``; cached beside a run's weights (delete to redo)."""
+    cache = cache or weights.parent / "eval_test.json"
+    if cache.is_file() and cache.stat().st_mtime >= weights.stat().st_mtime:
+        return json.loads(cache.read_text())
     model = medmem.build_model(checkpoint=weights, device="cpu")
-    return evaluate_synth(model, str(args_global.data), max_per_task=0, split="test", tasks=tasks)
+    res = evaluate_synth(model, str(args_global.data), max_per_task=0, split="test", tasks=tasks)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(res))
+    return res
 
 
 def main() -> None:
@@ -67,6 +74,7 @@ def main() -> None:
     ap.add_argument("--steps-per-task", type=int, default=60)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--which", default="adapter,noise,continual")
+    ap.add_argument("--seeds", default="0,1", help="training seeds of the adapter and noise runs")
     ap.add_argument("--json", default=None)
     args = args_global = ap.parse_args()
     data = Path(args.data)
@@ -75,6 +83,7 @@ def main() -> None:
                         "--size", "128", "--cases-per-task", "16"], check=True)
     out = Path(args.out)
     which = set(args.which.split(","))
+    seeds = [int(v) for v in args.seeds.split(",")]
     results = json.loads(Path(args.json).read_text()) if args.json and Path(args.json).is_file() else {}
     results["setup"] = dict(pretrained=str(args.pretrained), data=str(data), config=args.config, steps=args.steps,
                             steps_per_task=args.steps_per_task, threads=args.threads)
@@ -82,12 +91,14 @@ def main() -> None:
 
     if "adapter" in which:
         rows = {}
-        rows["stage-1 weights, no fine-tuning (at their 256²)"] = evaluate(Path(args.pretrained), TASKS_3D)
+        rows["stage-1 weights, no fine-tuning (at their 256²)"] = evaluate(Path(args.pretrained), TASKS_3D,
+                                                                           out / "pretrained_eval_test.json")
         for name, extra in (("fine-tuned, no adapter", []), ("fine-tuned, temporal adapter (T=3)",
                                                                ["--adapter-frames", "3"])):
-            w = run_train(out / ("adapter_on" if extra else "adapter_off"), args,
-                          common + ["--tasks", ",".join(TASKS_3D)] + extra)
-            rows[name] = evaluate(w, TASKS_3D)
+            for seed in seeds:
+                w = run_train(out / (("adapter_on" if extra else "adapter_off") + _dir_suffix(seed)), args,
+                              common + ["--tasks", ",".join(TASKS_3D)] + extra, seed)
+                rows[name + _suffix(seed)] = evaluate(w, TASKS_3D)
         results["adapter"] = rows
         _save(args, results)
 
@@ -95,10 +106,11 @@ def main() -> None:
         rows = {}
         for noise in (0.0, 0.3):
             for memory in ("fifo", "confidence"):
-                name = f"noise{int(noise * 100)}_{memory}"
-                w = run_train(out / name, args, common + ["--tasks", ",".join(TASKS_NOISE), "--label-noise",
-                                                          str(noise), "--memory", memory])
-                rows[name] = evaluate(w, TASKS_NOISE)
+                for seed in seeds:
+                    name = f"noise{int(noise * 100)}_{memory}"
+                    w = run_train(out / (name + _dir_suffix(seed)), args, common + [
+                        "--tasks", ",".join(TASKS_NOISE), "--label-noise", str(noise), "--memory", memory], seed)
+                    rows[name + _suffix(seed)] = evaluate(w, TASKS_NOISE)
         results["noise"] = rows
         _save(args, results)
 
@@ -117,6 +129,22 @@ def main() -> None:
     print_tables(results)
 
 
+def _suffix(seed: int) -> str:
+    return "" if seed == 0 else f" seed{seed}"
+
+
+def _dir_suffix(seed: int) -> str:
+    return "" if seed == 0 else f"_seed{seed}"
+
+
+def _by_setting(rows: dict) -> dict:
+    """{"name" / "name seedN": result} -> {name: [mean Dice per seed, ...]}"""
+    out: dict = {}
+    for k, v in rows.items():
+        out.setdefault(k.split(" seed")[0], []).append(v["mean_dice"])
+    return out
+
+
 def _save(args, results) -> None:
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
@@ -126,17 +154,21 @@ def print_tables(r: dict) -> None:
     if "adapter" in r:
         rows = r["adapter"]
         tasks = sorted(next(iter(rows.values()))["tasks"])
-        print("\n| model | mean 3D Dice | " + " | ".join(tasks) + " |")
+        print("\n| model (seed) | mean 3D Dice | " + " | ".join(tasks) + " |")
         print("|---|---|" + "---|" * len(tasks))
         for name, v in rows.items():
             print(f"| {name} | {v['mean_dice']:.3f} | " + " | ".join(f"{v['tasks'][t]['dice']:.3f}" for t in tasks)
                   + " |")
-    if "noise" in r:
-        print("\n| label noise | memory in training | mean Dice (clean test labels) |")
+        print("\n| model | mean 3D Dice per seed | mean over seeds |")
         print("|---|---|---|")
-        for name, v in r["noise"].items():
+        for name, vals in _by_setting(rows).items():
+            print(f"| {name} | {', '.join(f'{x:.3f}' for x in vals)} | {np.mean(vals):.3f} |")
+    if "noise" in r:
+        print("\n| label noise | memory in training | mean Dice per seed (clean test labels) | mean over seeds |")
+        print("|---|---|---|---|")
+        for name, vals in _by_setting(r["noise"]).items():
             noise, memory = name[len("noise"):].split("_", 1)
-            print(f"| {noise}% | {memory} | {v['mean_dice']:.3f} |")
+            print(f"| {noise}% | {memory} | {', '.join(f'{x:.3f}' for x in vals)} | {np.mean(vals):.3f} |")
     if "continual" in r:
         print("\n| memory | final mean val Dice | avg. forgetting | per-task forgetting | test Dice after all tasks |")
         print("|---|---|---|---|---|")
