@@ -117,13 +117,14 @@ def main() -> None:
     if "continual" in which:
         rows = {}
         for memory in ("fifo", "confidence"):
-            name = f"continual_{memory}"
-            steps = args.steps_per_task * len(TASKS_CONTINUAL)
-            w = run_train(out / name, args, ["--steps", str(steps), "--steps-per-task", str(args.steps_per_task),
-                                              "--schedule", "continual", "--tasks", ",".join(TASKS_CONTINUAL),
-                                              "--memory", memory, "--val-cases", "0"])
-            cont = json.loads((w.parent / "continual.json").read_text())
-            rows[name] = dict(continual=cont, test=evaluate(w, TASKS_CONTINUAL))
+            for seed in seeds:
+                name = f"continual_{memory}"
+                steps = args.steps_per_task * len(TASKS_CONTINUAL)
+                w = run_train(out / (name + _dir_suffix(seed)), args, [
+                    "--steps", str(steps), "--steps-per-task", str(args.steps_per_task), "--schedule", "continual",
+                    "--tasks", ",".join(TASKS_CONTINUAL), "--memory", memory, "--val-cases", "0"], seed)
+                cont = json.loads((w.parent / "continual.json").read_text())
+                rows[name + _suffix(seed)] = dict(continual=cont, test=evaluate(w, TASKS_CONTINUAL))
         results["continual"] = rows
         _save(args, results)
     print_tables(results)
@@ -170,7 +171,7 @@ def print_tables(r: dict) -> None:
             noise, memory = name[len("noise"):].split("_", 1)
             print(f"| {noise}% | {memory} | {', '.join(f'{x:.3f}' for x in vals)} | {np.mean(vals):.3f} |")
     if "continual" in r:
-        print("\n| memory | final mean val Dice | avg. forgetting | per-task forgetting | test Dice after all tasks |")
+        print("\n| memory (seed) | final mean val Dice | avg. forgetting | per-task forgetting | test Dice after all tasks |")
         print("|---|---|---|---|---|")
         for name, v in r["continual"].items():
             s = (v["continual"] or {}).get("summary", {}).get("dice", {})
