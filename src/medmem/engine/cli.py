@@ -123,6 +123,8 @@ def segment_cmd(input_path: Path, out: Path, prompts_file, box, slice_idx, point
             labels, rep, session = segment_volume(model, vol, objects, policy=policy, axis=axis, direction=direction,
                                                   progress=not quiet, intensity=intensity)
             if reference is not None:
+                from ..eval.reference import score_against_reference
+
                 rep["reference"] = score_against_reference(labels, vol, read_volume(reference), [o.id for o in objects])
                 rep["reference"]["path"] = str(reference)
         except (ImageReadError, PromptFileError, ValueError, KeyError) as e:
@@ -161,31 +163,6 @@ def segment_cmd(input_path: Path, out: Path, prompts_file, box, slice_idx, point
         write_json_atomic({"cases": results}, out / "summary.json")
         if all("error" in r for r in results):
             raise click.ClickException("every case failed")
-
-
-def score_against_reference(labels: np.ndarray, vol, ref, object_ids) -> dict:
-    """Dice / IoU / NSD@2mm / HD95 / ASSD of each object of ``labels`` (the volume's array order) against
-    ``ref`` (a Volume of the same grid). A reference holding the object's id is compared label-wise;
-    a binary reference (only 0/1) is the target of every object."""
-    from ..eval.metrics import binary_metrics, volume_spacing
-
-    if ref.array.shape[:labels.ndim] != labels.shape:
-        raise ValueError(f"reference grid {ref.array.shape} does not match the image grid {labels.shape}")
-    if not np.allclose(ref.spacing, vol.spacing, rtol=1e-3):
-        raise ValueError(f"reference spacing {tuple(ref.spacing)} differs from the image's {tuple(vol.spacing)}")
-    r = np.asarray(ref.array)
-    binary = set(np.unique(r).tolist()) <= {0, 1}
-    sp = volume_spacing(vol)
-    spacing = sp if len(sp) == labels.ndim else None
-    out = {}
-    for oid in object_ids:
-        oid = int(oid)
-        target = (r > 0) if binary else (r == oid)
-        m = binary_metrics(labels == oid, target, spacing=spacing, tolerance_mm=2.0)
-        # an empty prediction or reference has an infinite HD95: JSON null
-        out[str(oid)] = {k: (None if isinstance(v, float) and not np.isfinite(v) else
-                             round(v, 4) if isinstance(v, float) else v) for k, v in m.items()}
-    return {"objects": out, "tolerance_mm": 2.0}
 
 
 @click.command("segment-set")
