@@ -51,20 +51,19 @@ def run_train(out: Path, args, extra: list, seed: int = 0) -> Path:
     return weights
 
 
-def evaluate(weights: Path, tasks, cache: Path = None) -> dict:
+def evaluate(weights: Path, data: Path, tasks, cache: Path = None) -> dict:
     """Test-split Dice of ``weights`` on ``tasks``; cached beside a run's weights (delete to redo)."""
     cache = cache or weights.parent / "eval_test.json"
     if cache.is_file() and cache.stat().st_mtime >= weights.stat().st_mtime:
         return json.loads(cache.read_text())
     model = medmem.build_model(checkpoint=weights, device="cpu")
-    res = evaluate_synth(model, str(args_global.data), max_per_task=0, split="test", tasks=tasks)
+    res = evaluate_synth(model, str(data), max_per_task=0, split="test", tasks=tasks)
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(res))
     return res
 
 
 def main() -> None:
-    global args_global
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pretrained", required=True, help="stage-1 weights (runs/default/model.safetensors)")
     ap.add_argument("--data", default="runs/medbank_exp/manifest.json")
@@ -76,7 +75,7 @@ def main() -> None:
     ap.add_argument("--which", default="adapter,noise,continual")
     ap.add_argument("--seeds", default="0,1", help="training seeds of the adapter and noise runs")
     ap.add_argument("--json", default=None)
-    args = args_global = ap.parse_args()
+    args = ap.parse_args()
     data = Path(args.data)
     if not data.is_file():
         subprocess.run([str(Path(sys.executable).with_name("medmem")), "data", "synth", str(data.parent), "--seed", "1",
@@ -91,14 +90,14 @@ def main() -> None:
 
     if "adapter" in which:
         rows = {}
-        rows["stage-1 weights, no fine-tuning (at their 256²)"] = evaluate(Path(args.pretrained), TASKS_3D,
+        rows["stage-1 weights, no fine-tuning (at their 256²)"] = evaluate(Path(args.pretrained), data, TASKS_3D,
                                                                            out / "pretrained_eval_test.json")
         for name, extra in (("fine-tuned, no adapter", []), ("fine-tuned, temporal adapter (T=3)",
                                                                ["--adapter-frames", "3"])):
             for seed in seeds:
                 w = run_train(out / (("adapter_on" if extra else "adapter_off") + _dir_suffix(seed)), args,
                               common + ["--tasks", ",".join(TASKS_3D)] + extra, seed)
-                rows[name + _suffix(seed)] = evaluate(w, TASKS_3D)
+                rows[name + _suffix(seed)] = evaluate(w, data, TASKS_3D)
         results["adapter"] = rows
         _save(args, results)
 
@@ -110,7 +109,7 @@ def main() -> None:
                     name = f"noise{int(noise * 100)}_{memory}"
                     w = run_train(out / (name + _dir_suffix(seed)), args, common + [
                         "--tasks", ",".join(TASKS_NOISE), "--label-noise", str(noise), "--memory", memory], seed)
-                    rows[name + _suffix(seed)] = evaluate(w, TASKS_NOISE)
+                    rows[name + _suffix(seed)] = evaluate(w, data, TASKS_NOISE)
         results["noise"] = rows
         _save(args, results)
 
@@ -124,7 +123,7 @@ def main() -> None:
                     "--steps", str(steps), "--steps-per-task", str(args.steps_per_task), "--schedule", "continual",
                     "--tasks", ",".join(TASKS_CONTINUAL), "--memory", memory, "--val-cases", "0"], seed)
                 cont = json.loads((w.parent / "continual.json").read_text())
-                rows[name + _suffix(seed)] = dict(continual=cont, test=evaluate(w, TASKS_CONTINUAL))
+                rows[name + _suffix(seed)] = dict(continual=cont, test=evaluate(w, data, TASKS_CONTINUAL))
         results["continual"] = rows
         _save(args, results)
     print_tables(results)
