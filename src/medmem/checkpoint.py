@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Dict, Mapping, Optional, Tuple, Union
 
@@ -61,6 +62,9 @@ def read_state_dict(path: PathLike) -> Tuple[StateDict, dict]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"cannot read {path}: the file is empty (0 bytes)")
     meta: dict = {}
     if path.suffix == ".safetensors":
         from safetensors import safe_open
@@ -70,17 +74,58 @@ def read_state_dict(path: PathLike) -> Tuple[StateDict, dict]:
                 meta = dict(f.metadata() or {})
                 sd = {k: f.get_tensor(k) for k in f.keys()}
         except Exception as e:  # corrupt / not safetensors
-            raise CheckpointError(f"cannot read safetensors file {path}: {e}") from None
+            raise CheckpointError(f"cannot read {path} as safetensors weights: {_safetensors_reason(e, path)}") from None
     else:
         try:
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch warns about pickle protocols of files it then refuses
+                warnings.simplefilter("ignore", UserWarning)
+                obj = torch.load(str(path), map_location="cpu", weights_only=True)
         except Exception as e:
-            raise CheckpointError(f"cannot read {path} as a PyTorch checkpoint: {type(e).__name__}: "
-                                  f"{str(e).splitlines()[0] if str(e) else ''}") from None
+            raise CheckpointError(f"cannot read {path} as a PyTorch checkpoint: {_torch_reason(e, path)}") from None
         sd = _unwrap(obj, path)
     if "medmem_config" in meta:
-        meta["medmem_config"] = json.loads(meta["medmem_config"])
+        try:
+            meta["medmem_config"] = json.loads(meta["medmem_config"])
+        except ValueError:
+            raise CheckpointError(f"cannot read {path}: its medmem_config metadata is not valid JSON") from None
     return strip_prefixes(sd), meta
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0].split(". ")[0] if text else type(e).__name__
+
+
+def _safetensors_reason(e: BaseException, path: Path) -> str:
+    """One line on what is wrong with a file that safetensors refused."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    n = int.from_bytes(head, "little") if len(head) == 8 else None
+    if n is None:
+        return f"the file holds {path.stat().st_size} bytes, fewer than a safetensors header"
+    if n == 0 or n > path.stat().st_size - 8:
+        return (f"the header length field says {n} bytes but the file holds {path.stat().st_size} "
+                "(not a safetensors file, or zeroed / truncated)")
+    reason = _first_line(e).replace("Error while deserializing header: ", "")
+    if "not fully covered" in reason:
+        return "the file is truncated (the header lists more tensor data than the file holds)"
+    return reason
+
+
+def _torch_reason(e: BaseException, path: Path) -> str:
+    """One line on why ``torch.load(weights_only=True)`` refused a file (never a hint to unpickle it)."""
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    msg = str(e)
+    glob = re.search(r"(?:unsupported GLOBAL|Unsupported global:?)\s+(?:GLOBAL\s+)?([\w.]+)", msg)
+    if glob:
+        return (f"it holds pickled Python objects ({glob.group(1)}) besides tensors; medmem loads weights only "
+                "(torch.load with weights_only=True) and never runs pickled code")
+    if magic.startswith(b"PK"):
+        return f"the zip archive is truncated or corrupt ({_first_line(e)})"
+    if isinstance(e, EOFError):
+        return "the file ends early (truncated)"
+    return "not a PyTorch checkpoint (neither a torch zip archive nor a weights-only pickle)"
 
 
 def _unwrap(obj, path) -> StateDict:

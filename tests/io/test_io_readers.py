@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from medmem.io import GeometryWarning, ImageReadError, Volume, read_volume, write_volume
+from medmem.io import GeometryWarning, ImageReadError, NonFiniteWarning, Volume, read_volume, write_volume
 
 from io_testutils import rotation
 
@@ -293,14 +293,20 @@ def test_folder_without_images(tmp_path):
         read_volume(tmp_path)
 
 
-def test_nan_inf_error_by_default_and_replace(tmp_path):
+@pytest.mark.parametrize("ext", [".nrrd", ".nii.gz"])  # ITK's NIfTI reader turns NaN into 0 unless medmem checks
+def test_nan_inf_warn_by_default_error_and_replace(tmp_path, ext):
     arr = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
     arr[0, 0, 0], arr[1, 1, 1], arr[1, 2, 3] = np.nan, np.inf, -np.inf
-    path = tmp_path / "nan.nrrd"
+    path = tmp_path / f"nan{ext}"
     sitk.WriteImage(sitk.GetImageFromArray(arr), str(path))
     with pytest.raises(ImageReadError, match=r"3 voxel\(s\) are not finite \(1 NaN, 2 inf\)"):
-        read_volume(path)
-    vol = read_volume(path, nonfinite="replace")
+        read_volume(path, nonfinite="error")
+    with pytest.warns(NonFiniteWarning, match=r"3 of 24 voxel\(s\) are not finite \(1 NaN, 2 inf\); NaN read as 1 "):
+        default = read_volume(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        vol = read_volume(path, nonfinite="replace")
+    np.testing.assert_array_equal(default.array, vol.array)
     assert np.all(np.isfinite(vol.array))
     finite = arr[np.isfinite(arr)]
     assert vol.array[0, 0, 0] == finite.min() and vol.array[1, 1, 1] == finite.max()

@@ -11,7 +11,14 @@ Conventions (see ``docs/io.md``):
   axis of :meth:`Volume.slices`; mm prompts are converted once, on loading.
 """
 from .dicom import describe_series, scan_dicom_folder
-from .errors import DicomSeriesError, GeometryWarning, ImageReadError, ImageWriteError, PromptFileError
+from .errors import (
+    DicomSeriesError,
+    GeometryWarning,
+    ImageReadError,
+    ImageWriteError,
+    NonFiniteWarning,
+    PromptFileError,
+)
 from .geometry import (
     Geometry,
     anatomical_axes,
@@ -70,4 +77,5 @@ __all__ = [
     "ImageWriteError",
     "PromptFileError",
     "GeometryWarning",
+    "NonFiniteWarning",
 ]

@@ -12,6 +12,7 @@ __all__ = [
     "ImageWriteError",
     "PromptFileError",
     "GeometryWarning",
+    "NonFiniteWarning",
 ]
 
 
@@ -33,3 +34,7 @@ class PromptFileError(ValueError):
 
 class GeometryWarning(UserWarning):
     """Geometry was repaired or guessed (uneven slices, near-orthonormal direction, missing tags)."""
+
+
+class NonFiniteWarning(UserWarning):
+    """NaN / inf voxels were replaced on reading (the message says how many and by what)."""

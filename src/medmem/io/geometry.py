@@ -19,12 +19,13 @@ So ``world = origin + direction @ (spacing * index)`` and
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ImageReadError
+from .errors import GeometryWarning, ImageReadError
 
 __all__ = [
     "Geometry",
@@ -32,6 +33,7 @@ __all__ = [
     "world_to_voxel",
     "check_direction",
     "orthonormalize",
+    "repair_direction",
     "anatomical_axes",
     "itk_axis_for",
     "array_axis_for",
@@ -159,6 +161,28 @@ def check_direction(direction: np.ndarray | Sequence, *, tol: float = 1e-4, sour
             f"orthogonal grid first. Matrix: {np.round(d, 5).tolist()}"
         )
     return d
+
+
+def repair_direction(d: np.ndarray, path: object, *, exact_tol: float = 1e-4, repair_tol: float = 1e-2) -> np.ndarray:
+    """A direction read from a file: kept if orthonormal within ``exact_tol``, snapped to the nearest
+    orthonormal matrix with a :class:`GeometryWarning` up to ``repair_tol`` (float32 headers,
+    converter noise), else :class:`ImageReadError` (sheared grids are not supported)."""
+    err = orthonormality_error(d)
+    if err <= exact_tol:
+        return d
+    if err <= repair_tol:
+        warnings.warn(
+            f"{path}: direction matrix is slightly non-orthonormal (max |D^T D - I| = {err:.2g}); "
+            "snapped to the nearest orthonormal matrix",
+            GeometryWarning,
+            stacklevel=4,
+        )
+        return orthonormalize(d)
+    raise ImageReadError(
+        f"{path}: direction matrix is not orthonormal (max |D^T D - I| = {err:.3g}); sheared or "
+        "scaled voxel axes are not supported. Resample the image onto an orthogonal grid first. "
+        f"Matrix: {np.round(d, 5).tolist()}"
+    )
 
 
 def _assignment(direction: np.ndarray) -> tuple[int, int, int]:

@@ -1,5 +1,8 @@
 """SimpleITK bridge: reading ITK-supported files (NIfTI, NRRD, MHA/MHD, ...) and building ITK images.
 
+NIfTI-2 and FreeSurfer MGH/MGZ, which ITK cannot read, go through :mod:`medmem.io.nib`
+and then the same axis handling (time points, channels) as the ITK formats.
+
 Internal module; the public entry points are :func:`medmem.io.read_volume`,
 :func:`medmem.io.write_mask` and :func:`medmem.io.write_volume`.
 """
@@ -14,15 +17,11 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import GeometryWarning, ImageReadError
-from .geometry import Geometry, orthonormality_error, orthonormalize
+from .errors import ImageReadError
+from .geometry import Geometry, repair_direction
 
 __all__ = ["read_itk", "to_sitk", "itk_error_message", "check_nifti_complete"]
 
-#: ITK can store directions in float32; anything above this but below
-#: ``_REPAIR_TOL`` is snapped to the nearest orthonormal matrix with a warning.
-_EXACT_TOL = 1e-4
-_REPAIR_TOL = 1e-2
 
 
 def itk_error_message(exc: BaseException) -> str:
@@ -51,9 +50,10 @@ def _nifti_expected_bytes(header_bytes: bytes) -> int | None:
     """Bytes a NIfTI-1/2 file must hold (vox_offset + data), from its header; None if not parseable."""
     import nibabel as nib
 
+    sizes = {int(np.frombuffer(header_bytes[:4], f"{o}i4")[0]) for o in "<>"} if len(header_bytes) >= 4 else set()
     for klass in (nib.Nifti1Header, nib.Nifti2Header):
         need = klass.sizeof_hdr
-        if len(header_bytes) < need:
+        if len(header_bytes) < need or need not in sizes:  # the wrong class would log a "fix" to stderr
             continue
         try:
             hdr = klass.from_fileobj(_BytesReader(header_bytes))
@@ -154,46 +154,30 @@ class _NonOrthonormal(Exception):
     pass
 
 
-def _repair_direction(d: np.ndarray, path: Path) -> np.ndarray:
-    err = orthonormality_error(d)
-    if err <= _EXACT_TOL:
-        return d
-    if err <= _REPAIR_TOL:
-        import warnings
-
-        warnings.warn(
-            f"{path}: direction matrix is slightly non-orthonormal (max |D^T D - I| = {err:.2g}); "
-            "snapped to the nearest orthonormal matrix",
-            GeometryWarning,
-            stacklevel=4,
-        )
-        return orthonormalize(d)
-    raise ImageReadError(
-        f"{path}: direction matrix is not orthonormal (max |D^T D - I| = {err:.3g}); sheared or "
-        "scaled voxel axes are not supported. Resample the image onto an orthogonal grid first. "
-        f"Matrix: {np.round(d, 5).tolist()}"
-    )
+class _ReadByNibabel(Exception):
+    """Internal signal: the file was read with nibabel (NIfTI-2, MGH/MGZ)."""
 
 
-def _nifti_geometry_nibabel(path: Path) -> tuple[np.ndarray, tuple, tuple, np.ndarray]:
-    """Fallback for NIfTI files whose affine ITK rejects: (array zyx[...], spacing, origin, direction)."""
+def _restore_nonfinite(arr: np.ndarray, path: Path) -> np.ndarray:
+    """Put back the NaN/inf voxels that ITK's NIfTI reader silently turns into 0 (float files only)."""
     import nibabel as nib
 
-    img = nib.load(str(path))
-    aff = np.asarray(img.affine, dtype=float)
-    lps = np.diag([-1.0, -1.0, 1.0]) @ aff[:3, :4]  # RAS -> LPS
-    m, origin = lps[:, :3], lps[:, 3]
-    spacing = np.linalg.norm(m, axis=0)
-    if np.any(spacing <= 0):
-        raise ImageReadError(f"{path}: affine has a zero-length voxel axis")
-    direction = _repair_direction(m / spacing, path)
-    data = np.asanyarray(img.dataobj)
-    # nibabel order is (x, y, z, t, ...); medmem is (z, y, x) / (t, z, y, x)
-    nd = data.ndim
-    if nd < 3:
-        data = data.reshape(data.shape + (1,) * (3 - nd))
-    data = np.transpose(data, tuple(range(data.ndim - 1, 2, -1)) + (2, 1, 0))
-    return data, tuple(spacing), tuple(origin), direction
+    if not np.issubdtype(arr.dtype, np.floating):
+        return arr
+    try:
+        raw = np.asanyarray(nib.load(str(path)).dataobj)
+    except Exception:  # ITK read it; nibabel's view is only a cross-check
+        return arr
+    bad = ~np.isfinite(raw)
+    if not bad.any():
+        return arr
+    raw = np.transpose(raw, tuple(range(raw.ndim - 1, -1, -1)))
+    bad = np.transpose(bad, tuple(range(bad.ndim - 1, -1, -1)))
+    if raw.shape != arr.shape:
+        raise ImageReadError(f"{path}: {int(bad.sum())} voxel(s) are not finite (NaN or inf)")
+    arr = arr.copy()
+    arr[bad] = raw[bad]
+    return arr
 
 
 def read_itk(
@@ -210,11 +194,16 @@ def read_itk(
     need ``timepoint`` and multi-component files ``channel``, unless the
     extra axis has length 1.
     """
+    from .nib import nifti_version, read_nibabel
+
     is_nifti = fmt == "nifti"
     if is_nifti:
         check_nifti_complete(path)
     meta: dict[str, Any] = {}
     try:
+        if fmt == "mgh" or (is_nifti and nifti_version(path) == 2):  # ITK reads neither
+            arr, sp3, or3, dir3, meta = read_nibabel(path)
+            raise _ReadByNibabel
         reader = _read_info(path)
         dim = reader.GetDimension()
         size = tuple(int(s) for s in reader.GetSize())
@@ -231,6 +220,8 @@ def read_itk(
             ) from exc
         arr = sitk.GetArrayFromImage(img)  # reversed axes: (.., z, y, x[, c])
         meta["original_dtype"] = str(arr.dtype)
+        if is_nifti and ncomp == 1:
+            arr = _restore_nonfinite(arr, path)
         spacing = np.array(img.GetSpacing(), dtype=float)
         origin = np.array(img.GetOrigin(), dtype=float)
         direction = np.array(img.GetDirection(), dtype=float).reshape(dim, dim)
@@ -239,13 +230,14 @@ def read_itk(
                 mod = _file_modality(img.GetMetaData(key))
                 if mod:
                     meta["file_modality"] = mod
+    except _ReadByNibabel:
+        ncomp = 1
+        spacing, origin, direction = np.array(sp3), np.array(or3), dir3
     except _NonOrthonormal:
         if not is_nifti:
             raise ImageReadError(f"{path}: direction matrix is not orthonormal; cannot read") from None
-        arr, sp3, or3, dir3 = _nifti_geometry_nibabel(path)
-        size = tuple(reversed(arr.shape))
+        arr, sp3, or3, dir3, meta = read_nibabel(path)
         ncomp = 1
-        meta["original_dtype"] = str(arr.dtype)
         spacing, origin, direction = np.array(sp3), np.array(or3), dir3
         meta["geometry_source"] = "nibabel (ITK rejected the affine)"
 
@@ -311,7 +303,7 @@ def read_itk(
     elif channel not in (None, 0):
         raise ImageReadError(f"{path}: channel={channel} given but the image has a single channel")
 
-    direction = _repair_direction(np.asarray(direction, dtype=float).reshape(3, 3), path)
+    direction = repair_direction(np.asarray(direction, dtype=float).reshape(3, 3), path)
     geom = Geometry(arr.shape[:3], tuple(spacing), tuple(origin), direction)
     return np.ascontiguousarray(arr), geom, meta
 

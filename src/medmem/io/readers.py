@@ -4,6 +4,7 @@
 input                  library                         result ``kind``
 =====================  ==============================  ========================
 .nii / .nii.gz         SimpleITK (nibabel fallback)    volume (image if Z = 1)
+NIfTI-2, .mgz .mgh     nibabel                         volume
 .nrrd .nhdr .mha .mhd  SimpleITK                       volume
 DICOM folder / file    pydicom (+ SimpleITK/GDCM for   volume / image / video
                        compressed pixel data)          (multi-frame cine)
@@ -26,7 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .errors import ImageReadError
+from .errors import ImageReadError, NonFiniteWarning
 from .geometry import Geometry
 from .volume import Volume
 
@@ -34,12 +35,13 @@ __all__ = ["read_volume", "guess_format", "natural_key", "IMAGE_EXTS", "VIDEO_EX
 
 VOLUME_EXTS = {".nii": "nifti", ".nii.gz": "nifti", ".nrrd": "nrrd", ".nhdr": "nrrd", ".mha": "metaimage",
                ".mhd": "metaimage", ".hdr": "analyze", ".img": "analyze", ".img.gz": "analyze",
-               ".vtk": "vtk", ".gipl": "gipl", ".gipl.gz": "gipl"}
+               ".vtk": "vtk", ".gipl": "gipl", ".gipl.gz": "gipl",
+               ".mgz": "mgh", ".mgh": "mgh"}
 IMAGE_EXTS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".bmp": "bmp", ".tif": "tiff", ".tiff": "tiff"}
 VIDEO_EXTS = {".mp4": "video", ".avi": "video", ".mov": "video", ".mkv": "video", ".webm": "video",
               ".m4v": "video", ".mpg": "video", ".mpeg": "video", ".wmv": "video"}
 _DICOM_EXTS = {".dcm", ".dicom", ".ima", ".dic"}
-_ITK_FORMATS = ("nifti", "nrrd", "metaimage", "analyze", "vtk", "gipl")
+_ITK_FORMATS = ("nifti", "nrrd", "metaimage", "analyze", "vtk", "gipl", "mgh")
 
 
 def natural_key(name: str) -> list[Any]:
@@ -301,6 +303,7 @@ def _companions(path: Path) -> list[str]:
 
 
 def _finite(arr: np.ndarray, path: Path, nonfinite: str, fill_value: float | None) -> tuple[np.ndarray, dict]:
+    """Apply the ``nonfinite`` rule of :func:`read_volume` to NaN / inf voxels."""
     if not np.issubdtype(arr.dtype, np.floating):
         return arr, {}
     bad = ~np.isfinite(arr)
@@ -311,8 +314,11 @@ def _finite(arr: np.ndarray, path: Path, nonfinite: str, fill_value: float | Non
     if nonfinite == "error":
         raise ImageReadError(
             f"{path}: {n} voxel(s) are not finite ({n_nan} NaN, {n - n_nan} inf); pass "
-            "nonfinite='replace' (NaN -> fill_value or the minimum finite value, +/-inf -> max/min) to read anyway"
+            "nonfinite='warn' or 'replace' (NaN -> fill_value or the minimum finite value, +/-inf -> max/min) "
+            "to read anyway"
         )
+    if not (~bad).any():
+        raise ImageReadError(f"{path}: every voxel is NaN or inf; there is no image to segment")
     finite = arr[~bad]
     lo = float(finite.min()) if finite.size else 0.0
     hi = float(finite.max()) if finite.size else 0.0
@@ -320,6 +326,14 @@ def _finite(arr: np.ndarray, path: Path, nonfinite: str, fill_value: float | Non
     out[np.isnan(arr)] = lo if fill_value is None else fill_value
     out[np.isposinf(arr)] = hi
     out[np.isneginf(arr)] = lo
+    if nonfinite == "warn":
+        fill = f"{lo:g} (the minimum)" if fill_value is None else f"{fill_value:g}"
+        warnings.warn(
+            f"{path}: {n} of {arr.size} voxel(s) are not finite ({n_nan} NaN, {n - n_nan} inf); NaN read as "
+            f"{fill}, +/-inf clipped to the finite max/min",
+            NonFiniteWarning,
+            stacklevel=3,
+        )
     return out, {"nonfinite_replaced": n}
 
 
@@ -329,7 +343,7 @@ def read_volume(
     series_uid: str | None = None,
     channel: int | None = None,
     timepoint: int | None = None,
-    nonfinite: Literal["error", "replace"] = "error",
+    nonfinite: Literal["warn", "error", "replace"] = "warn",
     fill_value: float | None = None,
 ) -> Volume:
     """Read a volume, image, video, DICOM series or frame folder into a :class:`Volume`.
@@ -340,10 +354,12 @@ def read_volume(
             sorted naturally: frame2 before frame10).
         series_uid: for DICOM folders holding several series.
         channel: which channel of a multi-channel (5D / vector / multi-sample) file.
-        timepoint: which time point of a 4D file.
-        nonfinite: "error" (default) refuses NaN/inf voxels; "replace" fills NaN
-            with ``fill_value`` (default: the minimum finite value) and clips
-            +/-inf to the finite max/min.
+        timepoint: which time point of a 4D file (NIfTI, NRRD, MHA, MGH frames).
+        nonfinite: NaN / inf voxels: "warn" (default) fills NaN with
+            ``fill_value`` (default: the minimum finite value, i.e. background),
+            clips +/-inf to the finite max/min and warns
+            (:class:`~medmem.io.errors.NonFiniteWarning`, with the count);
+            "replace" does the same without a warning; "error" refuses them.
 
     Returns:
         :class:`Volume` with ``array`` (Z, Y, X) or (Z, Y, X, 3), spacing /
@@ -356,8 +372,8 @@ def read_volume(
     from .dicom import read_dicom
     from .itk import read_itk
 
-    if nonfinite not in ("error", "replace"):
-        raise ValueError(f"nonfinite must be 'error' or 'replace', got {nonfinite!r}")
+    if nonfinite not in ("warn", "error", "replace"):
+        raise ValueError(f"nonfinite must be 'warn', 'error' or 'replace', got {nonfinite!r}")
     path = Path(os.fspath(path_or_folder)).expanduser()
     if not path.exists():
         parent = path.parent
@@ -411,8 +427,8 @@ def read_volume(
             meta.update(m)
         else:
             raise ImageReadError(
-                f"{path}: unrecognised file type {path.suffix or '(no extension)'!r}; medmem reads NIfTI "
-                "(.nii/.nii.gz), NRRD, MHA/MHD, DICOM (file or series folder), PNG/JPEG/TIFF/BMP, "
+                f"{path}: unrecognised file type {path.suffix or '(no extension)'!r}; medmem reads NIfTI-1/2 "
+                "(.nii/.nii.gz), NRRD, MHA/MHD, FreeSurfer MGH/MGZ, DICOM (file or series folder), PNG/JPEG/TIFF/BMP, "
                 "MP4/AVI videos and folders of frames"
             )
         if "source_files" not in meta:

@@ -2,8 +2,9 @@
 
 * :func:`write_mask` — a label map ``(Z, Y, X)`` of ints, or per-object masks
   ``{obj_id: (Z, Y, X) bool}``, written with the spacing / origin / direction
-  of ``like`` as NIfTI, NRRD, MHA, PNG (a 2D file, or a folder of per-slice
-  PNGs) or DICOM-SEG (``.dcm``, DICOM sources only).
+  of ``like`` as NIfTI (NIfTI-2 when the source was NIfTI-2), NRRD, MHA,
+  FreeSurfer MGH/MGZ, PNG (a 2D file, or a folder of per-slice PNGs) or
+  DICOM-SEG (``.dcm``, DICOM sources only).
 * :func:`write_volume` — an image or volume as NIfTI / NRRD / MHA, a 2D image
   as PNG / TIFF / JPEG / BMP, a video as MP4.
 
@@ -27,11 +28,16 @@ import numpy as np
 from .errors import ImageWriteError
 from .volume import Volume
 
-__all__ = ["write_mask", "write_volume", "atomic_path", "mask_to_label_map", "output_format"]
+__all__ = ["write_mask", "write_volume", "atomic_path", "mask_to_label_map", "output_format", "check_mask_output",
+           "MASK_FORMATS"]
 
-_ITK_OUT = {".nii.gz": "nifti", ".nii": "nifti", ".nrrd": "nrrd", ".mha": "metaimage"}
+_ITK_OUT = {".nii.gz": "nifti", ".nii": "nifti", ".nrrd": "nrrd", ".mha": "metaimage", ".mgz": "mgh", ".mgh": "mgh"}
 _IMG_OUT = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".jpg": "jpeg", ".jpeg": "jpeg", ".bmp": "bmp"}
 _VIDEO_OUT = {".mp4": "video", ".avi": "video"}
+#: formats :func:`write_mask` writes (a mask is a label map, so no lossy or video formats)
+MASK_FORMATS = ("nifti", "nrrd", "metaimage", "mgh", "png", "png-folder", "dicom-seg")
+_MASK_HELP = (".nii.gz, .nii, .nrrd, .mha, .mgz, .png (2D sources), a folder (one PNG per slice) "
+              "or .dcm (DICOM-SEG)")
 
 
 def _ext(path: Path) -> str:
@@ -43,7 +49,7 @@ def _ext(path: Path) -> str:
 
 
 def output_format(path: str | os.PathLike) -> str:
-    """Format chosen for an output path: nifti, nrrd, metaimage, png, tiff, jpeg, bmp, video, dicom-seg, png-folder."""
+    """Format chosen for an output path: nifti, nrrd, metaimage, mgh, png, tiff, jpeg, bmp, video, dicom-seg, png-folder."""
     p = Path(path)
     ext = _ext(p)
     if ext in _ITK_OUT:
@@ -57,7 +63,7 @@ def output_format(path: str | os.PathLike) -> str:
     if p.is_dir() or str(path).endswith(("/", os.sep)) or ext == "":
         return "png-folder"
     raise ImageWriteError(
-        f"{p}: unsupported output extension {ext!r}; use .nii.gz, .nii, .nrrd, .mha, .png "
+        f"{p}: unsupported output extension {ext!r}; use .nii.gz, .nii, .nrrd, .mha, .mgz, .png "
         "(or a folder for per-slice PNGs), .tif, .dcm (DICOM-SEG) or .mp4"
     )
 
@@ -166,7 +172,7 @@ def _labels_sidecar(path: Path, labels: Mapping[int, str] | None, present: list[
     if not labels:
         return
     name = path.name
-    for ext in (".nii.gz", ".nii", ".nrrd", ".mha", ".png"):
+    for ext in (".nii.gz", ".nii", ".nrrd", ".mha", ".mgz", ".mgh", ".png"):
         if name.lower().endswith(ext):
             name = name[: -len(ext)]
             break
@@ -177,9 +183,18 @@ def _labels_sidecar(path: Path, labels: Mapping[int, str] | None, present: list[
 
 
 def _write_itk(arr: np.ndarray, like: Volume, path: Path, labels: Mapping[int, str] | None = None) -> None:
+    """NIfTI / NRRD / MHA through ITK; NIfTI-2 (a NIfTI-2 source) and MGH/MGZ through nibabel."""
     import SimpleITK as sitk
 
     from .itk import itk_error_message, to_sitk
+
+    fmt = output_format(path)
+    if fmt == "mgh" or (fmt == "nifti" and like.meta.get("nifti_version") == 2):
+        from .nib import write_nibabel
+
+        with atomic_path(path) as tmp:
+            write_nibabel(arr, like.geometry, tmp, "mgh" if fmt == "mgh" else "nifti2")
+        return
 
     img = to_sitk(arr, like.geometry)
     if labels and _ext(path) in (".nrrd", ".mha"):
@@ -232,6 +247,44 @@ def _write_png_folder(stack: np.ndarray, like: Volume, folder: Path) -> list[Pat
     return out
 
 
+def _writable_folder(path: Path) -> None:
+    """Raise unless the folder that will hold ``path`` exists or can be made, and is writable."""
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ImageWriteError(f"{path}: cannot create the output folder, {parent} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ImageWriteError(f"{path}: the folder {parent} is not writable")
+
+
+def check_mask_output(path: str | os.PathLike, like: Volume | None = None) -> str:
+    """Validate a mask output path before any work is done; return its format.
+
+    Without ``like`` only the path is checked (extension, folder writable); with the source
+    volume also what depends on it (one PNG holds one slice, DICOM-SEG needs a DICOM source,
+    never an input file). :func:`write_mask` runs the same checks.
+    """
+    path = Path(os.fspath(path)).expanduser()
+    fmt = output_format(path)
+    if fmt not in MASK_FORMATS:
+        raise ImageWriteError(f"{path}: a mask cannot be written as {fmt}; use {_MASK_HELP}")
+    if fmt != "png-folder" and path.is_dir():
+        raise ImageWriteError(f"{path} is a folder; give a file name such as mask.nii.gz")
+    _writable_folder(path if fmt != "png-folder" else path / "x")
+    if like is None:
+        return fmt
+    _guard_inputs(path, like)
+    if fmt == "png" and like.shape[0] != 1:
+        raise ImageWriteError(
+            f"{path}: a single PNG holds one slice but the mask has {like.shape[0]}; give a folder path "
+            "for one PNG per slice, or use .nii.gz"
+        )
+    if fmt == "dicom-seg" and not like.meta.get("dicom"):
+        raise ImageWriteError(f"{path}: DICOM-SEG needs a DICOM source; use .nii.gz for a {like.meta.get('format')} input")
+    return fmt
+
+
 def write_mask(
     mask: np.ndarray | Mapping[int, np.ndarray],
     like: Volume,
@@ -246,7 +299,7 @@ def write_mask(
             for 2D sources), or ``{obj_id: (Z, Y, X) bool}`` per object.
         like: the source :class:`Volume` (its spacing, origin, direction and,
             for DICOM-SEG, its DICOM files are used).
-        path: ``.nii.gz`` / ``.nii`` / ``.nrrd`` / ``.mha`` / ``.png`` (2D
+        path: ``.nii.gz`` / ``.nii`` / ``.nrrd`` / ``.mha`` / ``.mgz`` / ``.png`` (2D
             sources) / a folder (one PNG per slice, pixel value = label id) /
             ``.dcm`` (DICOM-SEG, DICOM sources only).
         labels: optional ``{id: name}``; stored in DICOM-SEG segment labels, in
@@ -261,8 +314,7 @@ def write_mask(
             ``path`` is one of ``like``'s input files.
     """
     path = Path(os.fspath(path)).expanduser()
-    fmt = output_format(path)
-    _guard_inputs(path, like)
+    fmt = check_mask_output(path, like)
     label_map, objects = mask_to_label_map(mask, like)
     present = sorted(objects)
     if fmt == "dicom-seg":
@@ -275,14 +327,9 @@ def write_mask(
         with atomic_path(path) as tmp:
             write_dicom_seg(segments, like.meta, tmp, labels=labels)
         return path
-    if fmt in ("nifti", "nrrd", "metaimage"):
+    if fmt in ("nifti", "nrrd", "metaimage", "mgh"):
         _write_itk(label_map, like, path, labels)
     elif fmt == "png":
-        if like.shape[0] != 1:
-            raise ImageWriteError(
-                f"{path}: a single PNG holds one slice but the mask has {like.shape[0]}; give a folder path "
-                "for one PNG per slice, or use .nii.gz"
-            )
         if label_map.dtype not in (np.uint8, np.uint16):
             raise ImageWriteError(f"{path}: labels above 65535 do not fit a PNG")
         _write_2d(label_map[0], path)
@@ -290,8 +337,8 @@ def write_mask(
         if label_map.dtype not in (np.uint8, np.uint16):
             raise ImageWriteError(f"{path}: labels above 65535 do not fit a PNG")
         _write_png_folder(label_map, like, path)
-    else:
-        raise ImageWriteError(f"{path}: masks are written as .nii.gz, .nii, .nrrd, .mha, .png, a folder or .dcm")
+    else:  # pragma: no cover - check_mask_output refuses the other formats
+        raise ImageWriteError(f"{path}: masks are written as {_MASK_HELP}")
     _labels_sidecar(path, labels, present)
     return path
 
@@ -308,7 +355,7 @@ def write_volume(volume: Volume, path: str | os.PathLike) -> Path:
     fmt = output_format(path)
     _guard_inputs(path, volume)
     arr = volume.array
-    if fmt in ("nifti", "nrrd", "metaimage"):
+    if fmt in ("nifti", "nrrd", "metaimage", "mgh"):
         _write_itk(arr, volume, path)
     elif fmt in ("png", "tiff", "jpeg", "bmp"):
         if volume.shape[0] != 1:
