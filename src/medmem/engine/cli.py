@@ -9,10 +9,21 @@ from typing import List, Optional
 import click
 import numpy as np
 
-VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".mgz", ".mgh")
+
+
+def _one_line(e: BaseException) -> str:
+    """An exception's message on one line (multi-line messages joined with '; ')."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return "; ".join(lines) or type(e).__name__
+
+
+def _fail(e: BaseException) -> click.ClickException:
+    return click.ClickException(_one_line(e))
 
 
 def _load_model(checkpoint: Optional[str], config: Optional[str], device: Optional[str]):
+    """The model from --checkpoint/--config (or the bundled default); bad weights -> a one-line error."""
     import medmem
 
     from .pipeline import default_model_path
@@ -23,8 +34,48 @@ def _load_model(checkpoint: Optional[str], config: Optional[str], device: Option
             raise click.ClickException("this build has no bundled default model; pass --checkpoint PATH [--config NAME]")
         if config is not None:
             raise click.ClickException("--config only applies with --checkpoint")
-        return medmem.build_model(checkpoint=str(path), device=device)
-    return medmem.build_model(config, checkpoint=checkpoint, device=device)
+        checkpoint = str(path)
+    try:
+        return medmem.build_model(config, checkpoint=checkpoint, device=device)
+    except (ValueError, KeyError, RuntimeError) as e:  # CheckpointError is a ValueError
+        msg = _one_line(e)
+        raise click.ClickException(msg if str(checkpoint) in msg else f"--checkpoint {checkpoint}: {msg}") from None
+
+
+def _read(path: Path):
+    """`read_volume` with its warnings (NaN voxels replaced, geometry repaired) echoed as one line each."""
+    import warnings
+
+    from ..io import read_volume
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        vol = read_volume(path)
+    for w in caught:
+        click.echo(f"warning: {_one_line(w.message)}", err=True)
+    return vol
+
+
+def _check_outputs(out: Path, overlay: Optional[Path], report: Optional[Path], batch: bool) -> None:
+    """Refuse unusable output paths before any work (reading, model loading, segmentation) starts."""
+    from ..io.writers import check_mask_output
+
+    if batch:
+        if out.exists() and not out.is_dir():
+            raise click.ClickException(f"--out {out}: a batch writes into a folder, and this is a file")
+        if out.suffix:
+            raise click.ClickException(f"--out {out}: a batch writes into a folder; give a folder name")
+    else:
+        check_mask_output(out)
+    for flag, path, ext in (("--overlay", overlay, ".png"), ("--report", report, ".json")):
+        if path is None:
+            continue
+        if path.suffix.lower() != ext:
+            raise click.ClickException(f"{flag} {path}: must end in {ext}")
+        if path.is_dir():
+            raise click.ClickException(f"{flag} {path} is a folder; give a file name")
+        if not batch and path.resolve() == out.resolve():
+            raise click.ClickException(f"{flag} {path} is the same file as --out")
 
 
 def _is_volume_file(p: Path) -> bool:
@@ -34,11 +85,16 @@ def _is_volume_file(p: Path) -> bool:
 def _cases(input_path: Path):
     """A single input (file, DICOM folder, frame folder) or a batch (folder of volume files / manifest)."""
     if input_path.is_file() and input_path.suffix == ".json":
-        man = json.loads(input_path.read_text(encoding="utf-8"))
-        if not isinstance(man, dict) or "cases" not in man:
-            raise click.ClickException(f"{input_path}: a manifest needs a 'cases' list")
+        try:
+            man = json.loads(input_path.read_text(encoding="utf-8"))
+        except (ValueError, OSError) as e:
+            raise click.ClickException(f"{input_path}: not a readable JSON manifest ({_one_line(e)})") from None
+        cases = man.get("cases") if isinstance(man, dict) else None
+        if not isinstance(cases, list) or not all(isinstance(c, dict) and isinstance(c.get("image"), str)
+                                                  for c in cases):
+            raise click.ClickException(f"{input_path}: a manifest needs a 'cases' list of {{\"image\": PATH}} entries")
         return [(Path(c["image"]) if os.path.isabs(c["image"]) else input_path.parent / c["image"],
-                 c.get("prompts")) for c in man["cases"]], True
+                 c.get("prompts")) for c in cases], True
     if input_path.is_dir():
         vols = sorted(p for p in input_path.iterdir() if p.is_file() and _is_volume_file(p))
         if vols:
@@ -93,9 +149,14 @@ def _resolve_input(value: str) -> Path:
 @click.option("--quiet", is_flag=True)
 def segment_cmd(input_path: Path, out: Path, prompts_file, box, slice_idx, points, policy, axis, direction, intensity,
                 checkpoint, config, device, overlay, report, reference, quiet):
-    """Segment a volume (NIfTI, NRRD, MHA, DICOM folder, video, image) from prompts on any slice."""
-    from ..io import ImageReadError, PromptFileError, load_prompts, read_volume, write_mask
+    """Segment a volume (NIfTI, NRRD, MHA, MGZ, DICOM folder, video, image) from prompts on any slice.
+
+    Outputs are checked before any work starts; every file is written atomically, and only after the
+    whole case succeeded. Bad input ends in a one-line error, exit code 1, and no output file.
+    """
+    from ..io import ImageReadError, ImageWriteError, PromptFileError, load_prompts, read_volume, write_mask
     from ..io.overlay import overlay_mosaic, write_json_atomic, write_png_atomic
+    from ..io.writers import check_mask_output
     from .pipeline import parse_cli_prompts, segment_volume
 
     if axis is not None and axis.isdigit():
@@ -105,11 +166,17 @@ def segment_cmd(input_path: Path, out: Path, prompts_file, box, slice_idx, point
         click.echo("note: the same --box/--point prompts are used for every case", err=True)
     if reference is not None and batch:
         raise click.ClickException("--reference applies to a single input, not a batch")
-    model = _load_model(checkpoint, config, device)
+    try:
+        _check_outputs(out, overlay, report, batch)
+    except ImageWriteError as e:
+        raise _fail(e) from None
+    model = None
     results = []
     for image_path, case_prompts in cases:
+        target = out / f"{_stem(image_path)}_mask.nii.gz" if batch else out
         try:
-            vol = read_volume(image_path)
+            vol = _read(image_path)
+            check_mask_output(target, vol)
             if case_prompts is not None:
                 objects = load_prompts(case_prompts if os.path.isabs(case_prompts)
                                        else input_path.parent / case_prompts, vol)
@@ -120,6 +187,8 @@ def segment_cmd(input_path: Path, out: Path, prompts_file, box, slice_idx, point
                 objects = load_prompts(pf, vol)
             else:
                 objects = parse_cli_prompts(vol, axis, box, slice_idx, list(points))
+            if model is None:
+                model = _load_model(checkpoint, config, device)
             labels, rep, session = segment_volume(model, vol, objects, policy=policy, axis=axis, direction=direction,
                                                   progress=not quiet, intensity=intensity)
             if reference is not None:
@@ -127,13 +196,12 @@ def segment_cmd(input_path: Path, out: Path, prompts_file, box, slice_idx, point
 
                 rep["reference"] = score_against_reference(labels, vol, read_volume(reference), [o.id for o in objects])
                 rep["reference"]["path"] = str(reference)
-        except (ImageReadError, PromptFileError, ValueError, KeyError) as e:
+        except (ImageReadError, ImageWriteError, PromptFileError, ValueError, KeyError) as e:
             if batch:
-                click.echo(f"{image_path}: FAILED: {e}", err=True)
-                results.append({"input": str(image_path), "error": str(e)})
+                click.echo(f"{image_path}: FAILED: {_one_line(e)}", err=True)
+                results.append({"input": str(image_path), "error": _one_line(e)})
                 continue
-            raise click.ClickException(str(e))
-        target = out / f"{_stem(image_path)}_mask.nii.gz" if batch else out
+            raise _fail(e) from None
         names = {int(o.id): o.name for o in objects if o.name}
         rep["input"] = str(image_path)
         rep["output"] = str(target)
@@ -150,7 +218,7 @@ def segment_cmd(input_path: Path, out: Path, prompts_file, box, slice_idx, point
                 rp = (out / f"{_stem(image_path)}_report.json") if batch else report
                 write_json_atomic(rep, rp)
         except Exception as e:  # writing failed: say so clearly
-            raise click.ClickException(f"could not write outputs for {image_path}: {e}")
+            raise click.ClickException(f"could not write outputs for {image_path}: {_one_line(e)}") from None
         results.append({"input": str(image_path), "output": str(target), "seconds": rep["seconds"],
                         "objects": {o["id"]: o["volume_ml"] for o in rep["objects"]}})
         if not quiet:
@@ -176,25 +244,28 @@ def segment_cmd(input_path: Path, out: Path, prompts_file, box, slice_idx, point
 @click.option("--device", default=None)
 def segment_set_cmd(images: List[Path], prompt_image, box, out: Path, policy, checkpoint, config, device):
     """One-Prompt Segmentation: one box on one image segments every other image of the set."""
-    from ..io import read_volume
     from ..io.overlay import write_json_atomic, write_png_atomic
     from .image_set import ImageSetSession
 
-    model = _load_model(checkpoint, config, device)
+    if out.exists() and not out.is_dir():
+        raise click.ClickException(f"--out {out}: give a folder, this is a file")
     arrays = []
     for p in images:
         try:
-            v = read_volume(p)
+            v = _read(p)
         except ValueError as e:
-            raise click.ClickException(str(e))
+            raise _fail(e) from None
+        if v.shape[0] != 1:
+            raise click.ClickException(f"{p}: an image set takes 2D images; this has {v.shape[0]} slices")
         arrays.append(v.array[0])
+    model = _load_model(checkpoint, config, device)
     try:
         b = [float(x) for x in box.split(",")]
         sess = ImageSetSession(model, arrays, policy=policy)
         sess.add_prompt(prompt_image, 1, box=b)
         masks = {i: m[1] for i, m in sess.segment()}
     except ValueError as e:
-        raise click.ClickException(str(e))
+        raise _fail(e) from None
     rows = []
     for i, p in enumerate(images):
         target = out / f"{p.stem}_mask.png"
