@@ -52,7 +52,8 @@ def _read(path: Path):
         warnings.simplefilter("always")
         vol = read_volume(path)
     for w in caught:
-        click.echo(f"warning: {_one_line(w.message)}", err=True)
+        if issubclass(w.category, UserWarning):  # not ResourceWarnings of the video decoder's pipes
+            click.echo(f"warning: {_one_line(w.message)}", err=True)
     return vol
 
 

@@ -373,7 +373,10 @@ def _decode(ds: Any, path: Path) -> np.ndarray:
         try:
             import SimpleITK as sitk
 
-            img = sitk.ReadImage(str(path))
+            from .native import native_stderr
+
+            with native_stderr():
+                img = sitk.ReadImage(str(path))
             arr = sitk.GetArrayFromImage(img)
             if int(getattr(ds, "NumberOfFrames", 1) or 1) == 1 and arr.ndim >= 3 and arr.shape[0] == 1:
                 arr = arr[0]

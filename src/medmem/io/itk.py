@@ -19,6 +19,7 @@ import SimpleITK as sitk
 
 from .errors import ImageReadError
 from .geometry import Geometry, repair_direction
+from .native import native_stderr
 
 __all__ = ["read_itk", "to_sitk", "itk_error_message", "check_nifti_complete"]
 
@@ -141,7 +142,8 @@ def _read_info(path: Path) -> sitk.ImageFileReader:
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
-        reader.ReadImageInformation()
+        with native_stderr():
+            reader.ReadImageInformation()
     except RuntimeError as exc:
         msg = itk_error_message(exc)
         if "orthonormal" in msg.lower():
@@ -211,7 +213,8 @@ def read_itk(
         if 0 in size:
             raise ImageReadError(f"{path}: image has zero size {size}")
         try:
-            img = reader.Execute()
+            with native_stderr():
+                img = reader.Execute()
         except RuntimeError as exc:
             if "orthonormal" in itk_error_message(exc).lower():
                 raise _NonOrthonormal(str(exc)) from exc

@@ -123,8 +123,11 @@ def _read_png(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
 
     from .itk import itk_error_message
 
+    from .native import native_stderr
+
     try:
-        img = sitk.ReadImage(str(path))
+        with native_stderr():
+            img = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         raise ImageReadError(f"{path}: not a readable PNG image: {itk_error_message(exc)}") from exc
     arr = sitk.GetArrayFromImage(img)
@@ -165,8 +168,16 @@ def _read_pillow(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
 
 def _read_tiff(path: Path, channel: int | None) -> tuple[np.ndarray, dict[str, Any], str]:
     """TIFF via tifffile; returns ((Z, Y, X[, 3]) array, meta, kind)."""
+    import logging
+
     import tifffile
 
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("tifffile")  # tifffile logs what it skips; on failure our error says it all
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False
     try:
         with tifffile.TiffFile(str(path)) as tf:
             series = tf.series[0]
@@ -174,6 +185,12 @@ def _read_tiff(path: Path, channel: int | None) -> tuple[np.ndarray, dict[str, A
             arr = series.asarray()
     except Exception as exc:
         raise ImageReadError(f"{path}: not a readable TIFF ({exc})") from exc
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+    for rec in records:
+        if rec.levelno >= logging.WARNING:
+            warnings.warn(f"{path}: {rec.getMessage()}", stacklevel=4)
     meta = {"original_dtype": str(arr.dtype), "tiff_axes": axes}
     # move samples/channels last, keep one stack axis
     if "S" in axes:
@@ -251,6 +268,7 @@ def _read_video(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
         reader.close()
     if not frames:
         raise ImageReadError(f"{path}: video has no frames")
+    _check_frame_count(path, len(frames), info)
     arr = np.stack(frames)
     meta = {"original_dtype": str(arr.dtype), "fps": float(info.get("fps") or 0) or None,
             "codec": info.get("codec")}
@@ -260,6 +278,23 @@ def _read_video(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
             arr = arr[..., 0].copy()
             meta["grey_video"] = True
     return arr, meta
+
+
+def _check_frame_count(path: Path, decoded: int, info: dict[str, Any]) -> None:
+    """Warn when fewer frames decode than the container's duration x fps promise (a truncated file).
+
+    ffmpeg stops quietly at the end of the data, so without this a cut-off video reads as a shorter one.
+    """
+    fps, duration = float(info.get("fps") or 0), float(info.get("duration") or 0)
+    if not (np.isfinite(fps) and np.isfinite(duration)) or fps <= 0 or duration <= 0:
+        return
+    expected = int(round(duration * fps))
+    if decoded < expected:
+        warnings.warn(
+            f"{path}: only {decoded} of the {expected} frames the file announces ({duration:g} s at {fps:g} fps) "
+            "could be decoded; the file may be truncated",
+            stacklevel=4,
+        )
 
 
 def _is_grey(rgb: np.ndarray, tol: int = 3) -> bool:
