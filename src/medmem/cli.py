@@ -39,6 +39,7 @@ def _register_subgroups() -> None:
             continue
         for cmd in m.commands:
             main.add_command(cmd)
+    main.add_command(importlib.import_module("medmem.server.cli").serve_cmd)  # needs medmem[serve] only when run
 
 
 _register_subgroups()
