@@ -32,6 +32,41 @@ def test_one_prompt_segments_every_image(tiny_model, policy):
     assert [r["prompted"] for r in sess.scores(1)] == [True, False, False, False, False]
 
 
+@pytest.mark.parametrize("policy", ["self_sorting", "confidence"])
+def test_results_do_not_depend_on_the_order_asked(tiny_model, policy):
+    """Bank updates and (self_sorting) sampled retrieval on: still the same result for any order."""
+    ims = images(6)
+    kw = dict(capacity=2, k=1, seed=7) if policy == "self_sorting" else dict(capacity=2, k=1)
+    res = []
+    for order in ([0, 1, 3, 4, 5], [5, 3, 1, 0, 4]):
+        s = ImageSetSession(tiny_model, ims, policy=policy, policy_options=kw)
+        s.add_prompt(2, 1, box=[12, 10, 40, 30])
+        out = dict(s.segment(order))
+        assert [i for i, _ in s.segment(order[:0])] == []
+        res.append({i: s.logits(1, i) for i in order})
+        assert len(s.policies[1].bank) == 2  # the bank was used
+    for i in res[0]:
+        assert (res[0][i] == res[1][i]).all(), i
+
+
+def test_every_prompt_pointer_reaches_every_image(tiny_model, monkeypatch):
+    """Prompts on images 2 and 4: image 0 (before both) attends to both prompts' memories and pointers."""
+    seen = []
+    orig = tiny_model.track_step
+
+    def track_step(feats, **kw):
+        seen.append((len(kw.get("memories", ())), [p.t_diff for p in kw.get("obj_ptrs", ())]))
+        return orig(feats, **kw)
+
+    monkeypatch.setattr(tiny_model, "track_step", track_step)
+    s = ImageSetSession(tiny_model, images(), update_bank=False)
+    s.add_prompt(2, 1, box=[12, 10, 40, 30])
+    s.add_prompt(4, 1, box=[12, 10, 40, 30])
+    seen.clear()
+    list(s.segment([0]))
+    assert seen == [(2, [0, 0])]
+
+
 def test_order_does_not_matter_without_bank_updates(tiny_model):
     ims = images()
     a = ImageSetSession(tiny_model, ims, update_bank=False)

@@ -156,5 +156,5 @@ def test_confidence_bank_persists(tiny_model, blob_volume, tmp_path):
     import torch
 
     q = bank.bank.keys[0]
-    assert bank._retrieve(q) == loaded._retrieve(q)
+    assert bank.retrieve(q) == loaded.retrieve(q)
     torch.testing.assert_close(loaded.bank.entries[0].maskmem_features, bank.bank.entries[0].maskmem_features.float())

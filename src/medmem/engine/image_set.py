@@ -6,22 +6,29 @@ unrelated 2D images from memory alone.
     for idx, masks in session.segment():       # every image without a prompt
         ...
 
-The set has no order: every image attends to the prompted images plus the entries the memory
-bank policy retrieves for it (by similarity of image embeddings); with `update_bank=True` the
-confident results of earlier images join the bank, as in the paper.
+The set has no order: every image attends to *every* prompted image (memory and object pointer,
+at temporal distance 0) plus the k entries the bank policy retrieves for it (by similarity of
+image features; sampled for self_sorting). With `update_bank=True` the confident results join the
+bank, as in the paper. Results do not depend on the order images are asked for: `segment()`
+processes the requested images in index order (yielding them in the requested order), and the
+sampling generator of each image is seeded from (seed, image index).
 """
 from __future__ import annotations
 
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import warnings
 
 import numpy as np
 import torch
 
 from ..data.intensity import Intensity, ResizeMode, prepare_slice, to_source
 from ..memory.entry import FrameMemory
-from ..memory.policies import MemoryPolicy, make_policy, pooled_key
+from ..memory.bank import MemoryBank, feature_key
+from ..memory.policies import BankPolicy, make_policy
 from ..model import ImageFeatures, MaskMemory, ObjectPointer, SAM2Model
 from .autocast import autocast
+from .features import encode_single
 from .image import validate_image
 from .prompts import check_prompt, prompt_to_inputs
 
@@ -29,11 +36,14 @@ _SET_POLICIES = ("self_sorting", "confidence")
 
 
 class ImageSetSession:
-    def __init__(self, model: SAM2Model, images: Sequence[np.ndarray], policy: Union[str, MemoryPolicy] = "self_sorting",
+    def __init__(self, model: SAM2Model, images: Sequence[np.ndarray], policy: Union[str, BankPolicy] = "self_sorting",
                  *, intensity: Intensity = "auto", resize_mode: ResizeMode = "stretch",
                  policy_kwargs: Optional[dict] = None, update_bank: bool = True, dtype: Optional[torch.dtype] = None,
-                 storage_dtype: torch.dtype = torch.bfloat16, progress: bool = False) -> None:
-        """images: 2D images of any sizes ((H, W) or (H, W, 3)). policy: "self_sorting" | "confidence"."""
+                 storage_dtype: torch.dtype = torch.bfloat16, progress: bool = False,
+                 policy_options: Optional[dict] = None, bank: Optional[MemoryBank] = None) -> None:
+        """images: 2D images of any sizes ((H, W) or (H, W, 3)). policy: "self_sorting" | "confidence".
+        policy_options (alias policy_kwargs): the policy's options; ``recent`` is 0 (no neighbours in a set).
+        bank: a `MemoryBank` shared by all objects (and with other sessions)."""
         if isinstance(policy, str) and policy not in _SET_POLICIES:
             raise ValueError(f"image sets have no order: use one of {_SET_POLICIES}, not {policy!r}")
         if len(images) == 0:
@@ -42,9 +52,15 @@ class ImageSetSession:
         self.images = [validate_image(im) for im in images]
         self.intensity, self.resize_mode, self.dtype, self.storage_dtype = intensity, resize_mode, dtype, storage_dtype
         kw = dict(policy_kwargs or {})
-        kw.setdefault("use_last", False)  # no temporal neighbour in an unordered set
+        kw.update(policy_options or {})
+        if kw.get("recent", 0):
+            raise ValueError("an unordered image set has no recent images: recent must be 0")
+        kw["recent"] = 0
+        if bank is not None:
+            kw["bank"] = bank
         self._policy_spec, self._policy_kwargs = policy, kw
-        self.policies: Dict[int, MemoryPolicy] = {}
+        self.policies: Dict[int, BankPolicy] = {}
+        self.retrieved: Dict[int, Dict[int, int]] = {}
         self.prompts: Dict[int, Dict[int, object]] = {}
         self.results: Dict[int, Dict[int, Tuple[torch.Tensor, float, float]]] = {}
         self.update_bank, self.progress = update_bank, progress
@@ -57,13 +73,22 @@ class ImageSetSession:
         x = prepare_slice(self.images[idx], m.image_size, intensity=self.intensity, mode=self.resize_mode,
                           device=m.device)
         with torch.inference_mode(), autocast(m.device, self.dtype):
-            return m.encode_image(x[None])
+            return encode_single(m, x[None])
 
-    def _policy(self, obj_id: int) -> MemoryPolicy:
+    def _policy(self, obj_id: int) -> BankPolicy:
         if obj_id not in self.policies:
-            self.policies[obj_id] = make_policy(self._policy_spec, self.model.cfg, **self._policy_kwargs)
-            self.prompts[obj_id], self.results[obj_id] = {}, {}
+            if isinstance(self._policy_spec, BankPolicy) and self.policies:
+                raise ValueError("pass a policy name (not an instance) to segment several objects")
+            p = make_policy(self._policy_spec, self.model.cfg, **self._policy_kwargs)
+            if not isinstance(p, BankPolicy):
+                raise ValueError("image sets need a bank policy (self_sorting or confidence)")
+            self.policies[obj_id] = p
+            self.prompts[obj_id], self.results[obj_id], self.retrieved[obj_id] = {}, {}, {}
         return self.policies[obj_id]
+
+    def _generator(self, policy: BankPolicy, idx: int) -> torch.Generator:
+        """Sampling generator of one image: seeded from (policy seed, image index), not the call order."""
+        return torch.Generator().manual_seed(int(getattr(policy, "seed", 0)) * 1_000_003 + idx)
 
     @torch.inference_mode()
     def add_prompt(self, image_idx: int, obj_id: int = 1, points=None, labels=None, box=None, mask=None) -> np.ndarray:
@@ -94,14 +119,15 @@ class ImageSetSession:
         """Segment every image without a prompt (or `indices`); yields (image_idx, {obj_id: mask})."""
         if not self.policies:
             raise RuntimeError("add a prompt on at least one image first")
-        todo = list(range(len(self.images))) if indices is None else [int(i) for i in indices]
+        asked = list(range(len(self.images))) if indices is None else [int(i) for i in indices]
+        todo = sorted(set(asked))  # canonical order: results do not depend on the order asked
         it = todo
         if self.progress:
             from tqdm.auto import tqdm
 
             it = tqdm(todo, desc="one-prompt segmentation")
         m = self.model
-        n = len(self.images)
+        done: Dict[int, Dict[int, np.ndarray]] = {}
         for idx in it:
             feats = None
             out_masks = {}
@@ -110,8 +136,9 @@ class ImageSetSession:
                     out_masks[oid] = self.mask(oid, idx)
                     continue
                 feats = feats if feats is not None else self._features(idx)
-                key = pooled_key(feats.vision_feats)[0]
-                mems, ptrs, tmax = policy.select(idx, n, False, key)
+                key = feature_key(feats.vision_feats, policy.key_grid)[0]
+                mems, ptrs, tmax = policy.select_unordered(key, self._generator(policy, idx))
+                self.retrieved[oid][idx] = policy.last_retrieved
                 with autocast(m.device, self.dtype):
                     out = m.track_step(feats, is_init_cond_frame=False, ptr_tpos_max=tmax,
                                        memories=[MaskMemory(e.maskmem_features, e.maskmem_pos, 0) for _, e in mems],
@@ -119,12 +146,23 @@ class ImageSetSession:
                                        run_mem_encoder=self.update_bank)
                 iou = out.heads.ious.max(dim=-1, keepdim=True).values.float()
                 if self.update_bank:
+                    stored = out.pix_feat_with_mem if out.pix_feat_with_mem is not None else feats.vision_feats
                     policy.add(FrameMemory(idx, out.maskmem_features.to(self.storage_dtype), out.maskmem_pos,
                                            out.obj_ptr.float(), out.pred_masks.float(),
-                                           out.object_score_logits.float(), iou), key)
+                                           out.object_score_logits.float(), iou),
+                               feature_key(stored, policy.key_grid)[0])
                 self.results[oid][idx] = (out.pred_masks.cpu().half(), float(iou), float(out.object_score_logits))
                 out_masks[oid] = self.mask(oid, idx)
-            yield idx, out_masks
+            done[idx] = out_masks
+        for oid, policy in self.policies.items():
+            if self.update_bank and len(policy.bank) == 0:
+                c = policy.counts
+                warnings.warn(f"object {oid}: the {policy.name} memory bank is empty ({c['offered']} offered: "
+                              f"{c['rejected_empty']} empty masks, {c['rejected_confidence']} below the threshold "
+                              f"{policy.effective_threshold():.3g}); images attended to the prompted images only",
+                              stacklevel=2)
+        for idx in asked:
+            yield idx, done[idx]
 
     def logits(self, obj_id: int, idx: int) -> Optional[torch.Tensor]:
         r = self.results.get(obj_id, {}).get(idx)
@@ -137,6 +175,15 @@ class ImageSetSession:
         return np.zeros(self.images[idx].shape[:2], bool) if lg is None else (lg > 0).cpu().numpy()
 
     def scores(self, obj_id: int) -> List[dict]:
-        """Per-image predicted IoU and object score (for review)."""
-        return [dict(image=i, iou=round(r[1], 4), object_score=round(r[2], 3), prompted=i in self.prompts[obj_id])
-                for i, r in sorted(self.results.get(obj_id, {}).items())]
+        """Per-image predicted IoU, object score and bank entries retrieved (for review)."""
+        rows = []
+        for i, r in sorted(self.results.get(obj_id, {}).items()):
+            row = dict(image=i, iou=round(r[1], 4), object_score=round(r[2], 3), prompted=i in self.prompts[obj_id])
+            if i in self.retrieved.get(obj_id, {}):
+                row["retrieved"] = self.retrieved[obj_id][i]
+            rows.append(row)
+        return rows
+
+    def memory_stats(self, obj_id: int) -> dict:
+        """Bank fill level, admissions and rejections of an object's policy."""
+        return self.policies[obj_id].stats()

@@ -9,10 +9,16 @@
 State lives here (per object, independent); the model stays stateless; a memory policy per
 object decides what is remembered. Bounded memory: slice features are encoded in chunks and
 cached only briefly; per-slice results are kept as low-resolution logits (fp16).
+
+Bank policies tell what they hold: `memory_stats(obj_id)` (bank fill level, admissions,
+rejections), `confidence(obj_id)` rows carry the bank size and the entries retrieved on each
+slice, and a warning is raised when a bank is still empty after propagation.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -20,7 +26,8 @@ import torch
 
 from ..data.intensity import Intensity, ResizeMode, to_source
 from ..memory.entry import FrameMemory
-from ..memory.policies import MemoryPolicy, make_policy, pooled_key
+from ..memory.bank import MemoryBank, feature_key, model_fingerprint
+from ..memory.policies import BankPolicy, MemoryPolicy, make_policy
 from ..model import MaskMemory, ObjectPointer, SAM2Model
 from .autocast import autocast
 from .features import FeatureCache
@@ -36,6 +43,8 @@ class SliceResult:
     iou: float                  # predicted IoU of the kept mask
     object_score: float         # object-presence logit
     prompted: bool = False
+    bank_entries: Optional[int] = None  # bank fill level after this slice (bank policies)
+    retrieved: Optional[int] = None     # bank entries attended to on this slice (bank policies)
 
 
 @dataclass
@@ -55,10 +64,15 @@ class VolumeSession:
     def __init__(self, model: SAM2Model, volume, policy: Union[str, MemoryPolicy] = "fifo", *, axis="axial",
                  intensity: Intensity = "auto", resize_mode: ResizeMode = "stretch", chunk: int = 8,
                  dtype: Optional[torch.dtype] = None, storage_dtype: torch.dtype = torch.bfloat16,
-                 policy_kwargs: Optional[dict] = None, progress: bool = False, frames=None) -> None:
+                 policy_kwargs: Optional[dict] = None, progress: bool = False, frames=None,
+                 policy_options: Optional[dict] = None) -> None:
         """volume: a `medmem.io.Volume`, or an array (S, H, W) / (S, H, W, 3) of slices in order.
         axis: slicing axis of a Volume ("axial" | "coronal" | "sagittal" | 0/1/2).
-        policy: "fifo" | "self_sorting" | "confidence" (options in policy_kwargs), one instance per object.
+        policy: "fifo" | "self_sorting" | "confidence", one instance per object.
+        policy_options (alias policy_kwargs): the policy's keyword options (`medmem.memory.policies`),
+        plus, for bank policies, ``bank`` (a `MemoryBank` or a saved bank's path: shared by every
+        object), ``share_bank`` (one bank for all objects) and ``save_bank`` (path written after
+        every `propagate()`).
         dtype: autocast dtype (default bf16 on CUDA); storage_dtype: dtype of stored mask memories.
         frames: advanced — a ready frame source (`TensorFrameSource`) instead of `volume`."""
         self.model = model.eval()
@@ -77,9 +91,43 @@ class VolumeSession:
         self.resize_mode = frames.resize_mode
         self.features = FeatureCache(model, frames, chunk, dtype=dtype)
         self.dtype, self.storage_dtype = dtype, storage_dtype
-        self._policy_spec, self._policy_kwargs = policy, dict(policy_kwargs or {})
+        opts = dict(policy_kwargs or {})
+        opts.update(policy_options or {})
+        self._shared_bank, self._save_bank = self._bank_options(policy, opts)
+        self._policy_spec, self._policy_kwargs = policy, opts
         self.objects: Dict[int, _Object] = {}
         self.progress = progress
+
+    def _bank_options(self, policy, opts: dict) -> Tuple[Optional[MemoryBank], Optional[str]]:
+        """Pop the session-level bank options (bank, share_bank, save_bank) from `opts`."""
+        bank, share, save = opts.pop("bank", None), bool(opts.pop("share_bank", False)), opts.pop("save_bank", None)
+        if (bank is not None or share or save) and policy not in ("self_sorting", "confidence"):
+            raise ValueError(f"bank options need a bank policy (self_sorting, confidence), not {policy!r}")
+        if isinstance(bank, (str, Path)):
+            src = bank
+            bank = MemoryBank.load(src, self.model.cfg, model_fingerprint(self.model),
+                                   capacity=opts.get("capacity"), grid=opts.get("key_grid"))
+            if not len(bank):
+                warnings.warn(f"the memory bank loaded from {src} is empty", stacklevel=3)
+        elif share and bank is None:
+            bank = MemoryBank(opts.get("capacity", 16 if policy == "self_sorting" else 640), opts.get("key_grid", 4))
+        return bank, (str(save) if save else None)
+
+    @property
+    def bank(self) -> Optional[MemoryBank]:
+        """The bank shared by all objects (with ``bank`` / ``share_bank``), else None."""
+        return self._shared_bank
+
+    def save_bank(self, path, obj_id: Optional[int] = None) -> Path:
+        """Write the shared bank (or object `obj_id`'s) to `path` with this model's config and fingerprint."""
+        if obj_id is None and self._shared_bank is None:
+            if len(self.objects) != 1:
+                raise ValueError("the bank is not shared: name the object whose bank to save")
+            obj_id = next(iter(self.objects))
+        bank = self._shared_bank if obj_id is None else getattr(self.objects[obj_id].policy, "bank", None)
+        if bank is None:
+            raise ValueError(f"policy {self._policy_spec!r} has no bank")
+        return bank.save(path, self.model.cfg, model_fingerprint(self.model))
 
     @classmethod
     def from_model_inputs(cls, model: SAM2Model, images: torch.Tensor, slice_hw: Tuple[int, int],
@@ -96,7 +144,10 @@ class VolumeSession:
         if obj_id not in self.objects:
             if isinstance(self._policy_spec, MemoryPolicy) and self.objects:
                 raise ValueError("pass a policy name (not an instance) to track several objects")
-            self.objects[obj_id] = _Object(obj_id, make_policy(self._policy_spec, self.model.cfg, **self._policy_kwargs))
+            kw = dict(self._policy_kwargs)
+            if self._shared_bank is not None:
+                kw["bank"] = self._shared_bank
+            self.objects[obj_id] = _Object(obj_id, make_policy(self._policy_spec, self.model.cfg, **kw))
         return self.objects[obj_id]
 
     def remove_object(self, obj_id: int) -> None:
@@ -184,7 +235,7 @@ class VolumeSession:
                            float(out.object_score_logits.float().reshape(-1)[0]), prompted)
 
     def _select(self, obj: _Object, s: int, reverse: bool, feats):
-        key = pooled_key(feats.vision_feats)[0] if obj.policy.needs_key else None
+        key = feature_key(feats.vision_feats, obj.policy.key_grid)[0] if obj.policy.needs_key else None
         mems, ptrs, tmax = obj.policy.select(s, self.num_slices, reverse, key)
         return ([MaskMemory(e.maskmem_features, e.maskmem_pos, tp) for tp, e in mems],
                 [ObjectPointer(e.obj_ptr, td) for td, e in ptrs], tmax)
@@ -263,6 +314,19 @@ class VolumeSession:
                     yield s, out_masks
         for obj in todo:
             obj.dirty = None
+            self._tell(obj)
+        if self._save_bank is not None:
+            self.save_bank(self._save_bank, None if self._shared_bank is not None else todo[0].obj_id)
+
+    def _tell(self, obj: _Object) -> None:
+        """Warn when a bank policy ran with an empty bank (it then attended to prompts + recent slices only)."""
+        p = obj.policy
+        if isinstance(p, BankPolicy) and len(p.bank) == 0:
+            c = p.counts
+            warnings.warn(f"object {obj.obj_id}: the {p.name} memory bank is empty after propagation "
+                          f"({c['offered']} offered: {c['rejected_empty']} empty masks, {c['rejected_confidence']} "
+                          f"below the confidence threshold {p.effective_threshold():.3g}); slices attended only to "
+                          f"the prompted slices and the last {p.recent}", stacklevel=3)
 
     def _track(self, obj: _Object, s: int, reverse: bool, feats) -> None:
         m = self.model
@@ -271,9 +335,14 @@ class VolumeSession:
             out = m.track_step(feats, is_init_cond_frame=False, memories=mems, obj_ptrs=ptrs, ptr_tpos_max=tmax,
                                run_mem_encoder=True)
         entry = self._entry(s, out)
-        key = pooled_key(feats.vision_feats)[0] if obj.policy.needs_key else None
-        obj.policy.add(entry, key)
-        obj.results[s] = self._result(out)
+        res = self._result(out)
+        if obj.policy.needs_key:  # stored key: the memory-conditioned features (as SAMed-2 / MedSAM-2 store)
+            cond_feats = out.pix_feat_with_mem if out.pix_feat_with_mem is not None else feats.vision_feats
+            obj.policy.add(entry, feature_key(cond_feats, obj.policy.key_grid)[0])
+            res.retrieved, res.bank_entries = obj.policy.last_retrieved, len(obj.policy.bank)
+        else:
+            obj.policy.add(entry)
+        obj.results[s] = res
         obj.tracked_dir[s] = reverse
 
     # ------------------------------------------------------------------ results
@@ -316,9 +385,21 @@ class VolumeSession:
         lm = self.label_map(obj_ids)
         return self.view.to_volume(lm) if self.view is not None else lm
 
+    def memory_stats(self, obj_id: int) -> dict:
+        """What an object's memory policy holds (bank fill level, admissions, rejections) and the mean
+        number of bank entries retrieved per tracked slice."""
+        obj = self.objects[obj_id]
+        st = obj.policy.stats()
+        got = [r.retrieved for r in obj.results.values() if r.retrieved is not None]
+        if got:
+            st["retrieved_per_slice_mean"] = round(sum(got) / len(got), 3)
+            st["slices_without_bank"] = sum(g == 0 for g in got)
+        return st
+
     def confidence(self, obj_id: int, iou_threshold: float = 0.5) -> List[dict]:
         """Per-slice confidence track: predicted IoU, object score, presence, and a review flag
-        (object present but IoU below the threshold, or presence flipping next to a present slice)."""
+        (object present but IoU below the threshold); with a bank policy also the bank fill level
+        after the slice (`bank_entries`) and the entries retrieved for it (`retrieved`)."""
         res = self.objects[obj_id].results
         rows = []
         for s in range(self.num_slices):
@@ -327,6 +408,9 @@ class VolumeSession:
                 rows.append(dict(slice=s, segmented=False))
                 continue
             present = r.object_score > 0
-            rows.append(dict(slice=s, segmented=True, iou=round(r.iou, 4), object_score=round(r.object_score, 3),
-                             present=present, prompted=r.prompted, review=bool(present and r.iou < iou_threshold)))
+            row = dict(slice=s, segmented=True, iou=round(r.iou, 4), object_score=round(r.object_score, 3),
+                       present=present, prompted=r.prompted, review=bool(present and r.iou < iou_threshold))
+            if r.retrieved is not None:
+                row.update(bank_entries=r.bank_entries, retrieved=r.retrieved)
+            rows.append(row)
         return rows

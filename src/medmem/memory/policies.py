@@ -386,7 +386,7 @@ def make_policy(name: Union[str, MemoryPolicy], cfg: SAM2Config, **kwargs) -> Me
     if name not in POLICIES:
         raise ValueError(f"unknown memory policy {name!r}; choose from {', '.join(POLICIES)}")
     allowed = policy_option_names(name)
-    unknown = sorted(set(kwargs) - set(allowed))
+    unknown = sorted(set(kwargs) - set(allowed) - {"bank"})
     if unknown:
         raise ValueError(f"unknown option(s) {', '.join(unknown)} for policy {name!r}; "
                          f"options: {', '.join(allowed) or 'none'}")
