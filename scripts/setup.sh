@@ -19,12 +19,20 @@ pipi() {  # pip install, quiet; on failure show pip's output and stop
 # torch first, pinned to the release that lies on this workplace's disk (CPU works; CUDA used where present)
 "$VPY" -c "import torch" 2>/dev/null || pipi "torch==2.14.1" "torchvision==0.29.1"
 if [ "${1:-}" = "--test" ]; then
-  pipi -e ".[test]"
+  pipi -e ".[test,serve]"
+  # the browser tests of `medmem serve` drive Debian's chromium (apt; never a browser download)
+  if [ ! -x /usr/bin/chromium ]; then
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >"$LOG" 2>&1; then
+      tail -20 "$LOG" >&2
+      echo "setup.sh: 'apt-get install -y chromium' failed (needed by tests/server browser tests)" >&2
+      exit 1
+    fi
+  fi
   # the official implementation, a test oracle only (never a runtime dependency); CPU build
   "$VPY" -c "import sam2" 2>/dev/null || SAM2_BUILD_CUDA=0 pipi --no-build-isolation "sam2==1.1.0"
   "$VPY" -c "import sam2, pytest"
 else
-  pipi -e .
+  pipi -e ".[serve]"
 fi
 "$VPY" -c "import medmem, SimpleITK, monai"
 rm -f "$LOG"
