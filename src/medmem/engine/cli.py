@@ -163,14 +163,14 @@ def segment_cmd(input_path: Path, out: Path, prompts_file, box, slice_idx, point
     if axis is not None and axis.isdigit():
         axis = int(axis)
     cases, batch = _cases(input_path)
-    if batch and (box or points) and prompts_file is None:
-        click.echo("note: the same --box/--point prompts are used for every case", err=True)
     if reference is not None and batch:
         raise click.ClickException("--reference applies to a single input, not a batch")
     try:
         _check_outputs(out, overlay, report, batch)
     except ImageWriteError as e:
         raise _fail(e) from None
+    if batch and (box or points) and prompts_file is None:
+        click.echo("note: the same --box/--point prompts are used for every case", err=True)
     model = None
     results = []
     for image_path, case_prompts in cases:
