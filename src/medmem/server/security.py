@@ -26,10 +26,6 @@ def token_ok(given: Optional[str], token: str) -> bool:
     return given is not None and hmac.compare_digest(given.encode(), token.encode())
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class Guard:
     """Wraps the app: rejects requests without the token (when one is set), requests whose Host
     is not loopback on a loopback-only server (DNS rebinding), and bodies above `max_body` bytes."""
@@ -63,32 +59,38 @@ class Guard:
             return await _reply(send, 413, f"request body larger than the limit of {self.max_body // (1 << 20)} MB "
                                 "(--max-upload-mb)")
         seen = 0
-        started = False
+        over = False
 
         async def counted_receive():
-            nonlocal seen
+            nonlocal seen, over
+            if over:
+                return {"type": "http.disconnect"}
             msg = await receive()
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
-                if seen > self.max_body:
-                    raise _TooLarge()
+                if seen > self.max_body:   # a body without Content-Length, counted as it arrives
+                    over = True
+                    return {"type": "http.disconnect"}
             return msg
 
+        swallow = False
+
         async def send_wrapper(msg):
-            nonlocal started
+            nonlocal swallow
+            if swallow:
+                return
             if msg["type"] == "http.response.start":
-                started = True
+                if over:        # whatever the app made of the cut body, the answer is 413
+                    swallow = True
+                    return await _reply(send, 413, f"request body larger than the limit of "
+                                        f"{self.max_body // (1 << 20)} MB (--max-upload-mb)")
                 if set_cookie:
                     msg = dict(msg)
                     msg["headers"] = list(msg.get("headers", [])) + [
                         (b"set-cookie", f"{COOKIE}={self.token}; HttpOnly; SameSite=Strict; Path=/".encode())]
             await send(msg)
 
-        try:
-            await self.app(scope, counted_receive, send_wrapper)
-        except _TooLarge:
-            if not started:
-                await _reply(send, 413, f"request body larger than the limit of {self.max_body // (1 << 20)} MB")
+        await self.app(scope, counted_receive, send_wrapper)
 
 
 def _bearer(value: Optional[str]) -> Optional[str]:

@@ -83,7 +83,7 @@ def read_input(path: Path, shown_as: str):
     """`read_volume`, with the server-side path in error messages replaced by the client's name;
     refuses inputs the viewer cannot segment (a single 2D image is fine, 4D/5D are not)."""
     try:
-        vol = read_volume(path)
+        vol = read_volume(path, nonfinite="error")   # NaN/inf: a clear error, not a silent fill
     except ImageReadError as e:
         raise UploadError(str(e).replace(str(path.resolve()), shown_as).replace(str(path), shown_as)) from None
     except (OSError, ValueError) as e:
