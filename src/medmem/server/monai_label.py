@@ -91,7 +91,12 @@ def segment_request(model, volume, params: dict, dimension: int) -> np.ndarray:
         if not 0 <= k_lo < shape[0]:
             raise UploadError(f"slice {k} outside the image (0..{shape[0] - 1})")
     # the session covers slices k_lo..k_hi (the ROI's extent) of array axis 0
-    sub = volume.with_array(volume.array[k_lo:k_hi + 1]) if (k_lo, k_hi) != (0, shape[0] - 1) else volume
+    sub = volume
+    if (k_lo, k_hi) != (0, shape[0] - 1):
+        from ..io import Volume
+
+        sub = Volume(volume.array[k_lo:k_hi + 1], volume.spacing, volume.origin, volume.direction.copy(),
+                     volume.modality, "volume" if k_hi > k_lo else "image", {})
     edit = EditSession(model, sub)
     oid = edit.add_object(str(params.get("label") or LABELS[0]))
     prompted = False
