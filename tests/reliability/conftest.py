@@ -87,3 +87,14 @@ def tiny_weights(tmp_path_factory) -> dict[str, Path]:
     pt = d / "tiny.pt"
     torch.save({"model": model.state_dict()}, pt)
     return {"safetensors": st, "pt": pt}
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """These inputs are tiny: one thread is as fast, and far faster on a busy machine."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

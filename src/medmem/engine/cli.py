@@ -57,6 +57,19 @@ def _read(path: Path):
     return vol
 
 
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so that atomic writes remove their temporary files on the way out.
+
+    Only from the main thread, and only where nobody installed a handler already.
+    """
+    import signal
+    import sys
+    import threading
+
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
 def _check_outputs(out: Path, overlay: Optional[Path], report: Optional[Path], batch: bool) -> None:
     """Refuse unusable output paths before any work (reading, model loading, segmentation) starts."""
     from ..io.writers import check_mask_output
@@ -160,6 +173,7 @@ def segment_cmd(input_path: Path, out: Path, prompts_file, box, slice_idx, point
     from ..io.writers import check_mask_output
     from .pipeline import parse_cli_prompts, segment_volume
 
+    exit_on_sigterm()
     if axis is not None and axis.isdigit():
         axis = int(axis)
     cases, batch = _cases(input_path)
