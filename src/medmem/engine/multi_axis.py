@@ -1,65 +1,191 @@
-"""Multi-orientation propagation (Medical SAM 2 paper): segment along 2 or 3 axes, both directions,
-and fuse the per-voxel probabilities.
+"""Multi-orientation propagation (Medical SAM 2 paper): 3 axes × 2 directions, fused per voxel.
 
-The user prompts one slice along one axis. That axis is propagated first; along every other axis
-the slice where the first result is largest is prompted with that result's mask, and propagated
-both ways. The fused probability is the mean (or the median) of the per-axis probabilities.
+The prompt is a 3D box: its extent along the three array axes (a CVPR 2025 box: z-range + the box
+on its middle slice). Each run is seeded **from that box**, never from another run's output: along
+axis a, the box's middle slice along a is prompted with the box's projection on it, and one session
+propagates from there in one direction (forward: towards higher indices, backward: lower). Each voxel
+is covered by one direction per axis (the prompted slice by both); the fused probability is the
+mean (or median) of the runs that cover it.
+
+Spacing-aware: with ``spacing`` given, every view is resampled to square pixels and fed to the
+model with its physical aspect kept (``resize_mode="pad"``, longest side to the model size), so a
+coronal view of a 5 mm-slice CT is not squashed; probabilities are resampled back to the voxel grid.
+
+Axes are named ("axial", "coronal", "sagittal"); for a `medmem.io.Volume` the names are resolved
+from its direction matrix, for a bare (Z, Y, X) array axial = Z, coronal = Y, sagittal = X.
 """
 from __future__ import annotations
 
-from typing import Dict, Sequence, Tuple
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..model import SAM2Model
 from .volume import VolumeSession
 
-
-def _probabilities(session: VolumeSession, obj_id: int) -> np.ndarray:
-    """(S, H, W) float32 probabilities in the session's slicing order."""
-    out = np.zeros((session.num_slices, *session.slice_hw), np.float32)
-    for s in range(session.num_slices):
-        lg = session.logits(obj_id, s)
-        if lg is not None:
-            out[s] = torch.sigmoid(lg.float()).cpu().numpy()
-    return out
+AXES = ("axial", "coronal", "sagittal")
+DIRECTIONS = ("forward", "backward")
+Ranges = Tuple[Tuple[int, int], Tuple[int, int], Tuple[int, int]]
 
 
-def propagate_multi_axis(model: SAM2Model, volume: np.ndarray, slice_idx: int, *, axis: int = 0,
-                         axes: Sequence[int] = (0, 1, 2), fuse: str = "mean", points=None, labels=None, box=None,
-                         mask=None, **session_kwargs) -> Tuple[np.ndarray, Dict[int, np.ndarray]]:
-    """Fused probability map (Z, Y, X) and the per-axis maps, for one object prompted on
-    `slice_idx` along array axis `axis` of `volume` (Z, Y, X) or (Z, Y, X, 3)."""
+@dataclass
+class MultiAxisResult:
+    """fused (Z, Y, X) probabilities; runs {(axis, direction): (Z, Y, X) probabilities, NaN where not covered}."""
+
+    fused: np.ndarray
+    runs: Dict[Tuple[str, str], np.ndarray] = field(default_factory=dict)
+    prompts: Dict[Tuple[str, str], dict] = field(default_factory=dict)
+
+    def mask(self, threshold: float = 0.5) -> np.ndarray:
+        return self.fused > threshold
+
+
+def box3d_ranges(z_range: Sequence[int], box: Sequence[float], axis_index: int = 0) -> Tuple[Ranges, int]:
+    """A 3D box given along array axis `axis_index` (slices z_range, (x0, y0, x1, y1) in the view's
+    columns / rows) → (inclusive index ranges along array axes (0, 1, 2), the box's slice axis)."""
+    rest = [i for i in (0, 1, 2) if i != axis_index]
+    r: List[Tuple[int, int]] = [(0, 0)] * 3
+    r[axis_index] = (int(min(z_range)), int(max(z_range)))
+    r[rest[0]] = (int(round(box[1])), int(round(box[3])))
+    r[rest[1]] = (int(round(box[0])), int(round(box[2])))
+    return (r[0], r[1], r[2]), axis_index
+
+
+def _array_axis(volume, name) -> int:
+    if isinstance(name, (int, np.integer)):
+        raise ValueError("name the axes (axial, coronal, sagittal), not array indices")
+    if name not in AXES:
+        raise ValueError(f"unknown axis {name!r}; choose from {', '.join(AXES)}")
+    if hasattr(volume, "slices") and hasattr(volume, "array"):
+        from ..io.geometry import array_axis_for
+
+        return array_axis_for(name, volume.direction)
+    return AXES.index(name)
+
+
+def _square_pixels(view: np.ndarray, pix: Tuple[float, float], cap: int) -> Tuple[np.ndarray, Tuple[float, float]]:
+    """Resample (S, H, W[, 3]) slices to square pixels of the finer spacing (longest side at most `cap`)."""
+    s, h, w = view.shape[:3]
+    ph, pw = h * pix[0], w * pix[1]
+    p = max(min(pix), max(ph, pw) / max(cap, h, w))
+    nh, nw = max(int(round(ph / p)), 1), max(int(round(pw / p)), 1)
+    if (nh, nw) == (h, w):
+        return view, (1.0, 1.0)
+    t = torch.from_numpy(np.ascontiguousarray(view, dtype=np.float32))
+    t = t.permute(0, 3, 1, 2) if t.ndim == 4 else t[:, None]
+    t = F.interpolate(t, size=(nh, nw), mode="bilinear", align_corners=False)
+    t = t.permute(0, 2, 3, 1) if view.ndim == 4 else t[:, 0]
+    return t.numpy(), (nh / h, nw / w)
+
+
+def propagate_multi_axis(model: SAM2Model, volume, ranges: Ranges, *, mid: Optional[Sequence[int]] = None,
+                         axes: Sequence[str] = AXES, directions: Sequence[str] = DIRECTIONS,
+                         spacing: Optional[Sequence[float]] = None, fuse: str = "mean", policy: str = "fifo",
+                         policy_options: Optional[dict] = None, **session_kwargs) -> MultiAxisResult:
+    """Segment one object in `volume` (a `medmem.io.Volume` or a (Z, Y, X[, 3]) array) from its 3D box.
+
+    ranges: inclusive index ranges of the box along array axes (0, 1, 2) (see `box3d_ranges`);
+    mid: the slice to prompt along each array axis (default: the middle of the range; for a CVPR box
+    pass its z_mid); spacing: mm along array axes (default: the Volume's, else none = not spacing-aware).
+    """
     if fuse not in ("mean", "median"):
         raise ValueError("fuse must be 'mean' or 'median'")
-    axes = list(dict.fromkeys([axis] + [a for a in axes if a != axis]))
-    if len(axes) < 2 or any(a not in (0, 1, 2) for a in axes):
-        raise ValueError("axes must name at least two of the array axes 0, 1, 2")
-    arr = np.asarray(volume)
-    per_axis: Dict[int, np.ndarray] = {}
+    if not axes or any(d not in DIRECTIONS for d in directions) or not directions:
+        raise ValueError(f"directions must be among {DIRECTIONS}")
+    is_vol = hasattr(volume, "slices") and hasattr(volume, "array")
+    arr = np.asarray(volume.array if is_vol else volume)
+    if arr.ndim not in (3, 4):
+        raise ValueError(f"expected a (Z, Y, X) volume, got shape {arr.shape}")
+    if spacing is None and is_vol:
+        spacing = tuple(volume.spacing_zyx)
+    for a, (lo, hi) in enumerate(ranges):
+        if not 0 <= lo <= hi < arr.shape[a]:
+            raise ValueError(f"box range {lo}..{hi} along array axis {a} is outside 0..{arr.shape[a] - 1}")
+    mids = [int(m) for m in mid] if mid is not None else [(lo + hi) // 2 for lo, hi in ranges]
+    shape = arr.shape[:3]
+    result = MultiAxisResult(np.zeros(shape, np.float32))
+    for name in dict.fromkeys(axes):
+        a = _array_axis(volume, name)
+        rest = [i for i in (0, 1, 2) if i != a]
+        view = arr.transpose((a, *rest) + tuple(range(3, arr.ndim)))  # other axes in stored order
+        kw = dict(session_kwargs)
+        scale = (1.0, 1.0)
+        if spacing is not None:
+            view, scale = _square_pixels(view, (float(spacing[rest[0]]), float(spacing[rest[1]])), model.image_size)
+            kw.setdefault("resize_mode", "pad")
+        (r0, r1), (c0, c1) = ranges[rest[0]], ranges[rest[1]]
+        box = [c0 * scale[1], r0 * scale[0], (c1 + 1) * scale[1] - 1, (r1 + 1) * scale[0] - 1]
+        s = mids[a]
+        for d in directions:
+            sess = VolumeSession(model, view, policy, policy_options=dict(policy_options or {}), **kw)
+            sess.add_prompt(s, 1, box=box)
+            covered = [t for t, _ in sess.propagate(d)]
+            full = np.full((view.shape[0], shape[rest[0]], shape[rest[1]]), np.nan, np.float32)
+            full[covered] = _view_probabilities(sess, covered, (shape[rest[0]], shape[rest[1]]))
+            result.runs[(name, d)] = full.transpose(np.argsort((a, *rest)))
+            result.prompts[(name, d)] = {"array_axis": a, "slice": s, "box": [round(v, 2) for v in box],
+                                         "slices": len(covered)}
+    stack = np.stack(list(result.runs.values()))
+    with np.errstate(invalid="ignore"), _quiet():
+        fused = np.nanmean(stack, 0) if fuse == "mean" else np.nanmedian(stack, 0)
+    result.fused = np.nan_to_num(fused, nan=0.0).astype(np.float32)
+    return result
 
-    def moved(a):
-        return np.moveaxis(arr, a, 0)
 
-    first = VolumeSession(model, moved(axis), **session_kwargs)
-    first.add_prompt(slice_idx, 1, points=points, labels=labels, box=box, mask=mask)
-    for _ in first.propagate("both"):
-        pass
-    per_axis[axis] = np.moveaxis(_probabilities(first, 1), 0, axis)
-    seed = per_axis[axis] > 0.5
-    for a in axes[1:]:
-        seed_a = np.moveaxis(seed, a, 0)
-        areas = seed_a.reshape(seed_a.shape[0], -1).sum(1)
-        if areas.max() == 0:  # nothing found along the first axis: nothing to seed the others with
-            per_axis[a] = np.zeros(arr.shape[:3], np.float32)
-            continue
-        s = int(np.argmax(areas))
-        sess = VolumeSession(model, moved(a), **session_kwargs)
-        sess.add_prompt(s, 1, mask=seed_a[s])
-        for _ in sess.propagate("both"):
-            pass
-        per_axis[a] = np.moveaxis(_probabilities(sess, 1), 0, a)
-    stack = np.stack([per_axis[a] for a in axes])
-    fused = stack.mean(0) if fuse == "mean" else np.median(stack, 0)
-    return fused.astype(np.float32), per_axis
+class _quiet:
+    """Silence numpy's all-NaN-slice warnings (voxels no run covered are 0)."""
+
+    def __enter__(self):
+        import warnings
+
+        self._w = warnings.catch_warnings()
+        self._w.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *exc):
+        return self._w.__exit__(*exc)
+
+
+def _view_probabilities(sess: VolumeSession, slices: Sequence[int], hw: Tuple[int, int]) -> np.ndarray:
+    """(len(slices), H, W) probabilities of object 1 on `slices`, resampled to the voxel grid's (H, W)."""
+    out = []
+    for s in slices:
+        lg = sess.logits(1, s).float()
+        if tuple(lg.shape) != tuple(hw):
+            lg = F.interpolate(lg[None, None], size=hw, mode="bilinear", align_corners=False)[0, 0]
+        out.append(torch.sigmoid(lg).cpu().numpy())
+    return np.stack(out).astype(np.float32)
+
+
+def segment_multi_axis(model: SAM2Model, volume, objects: Sequence, *, axes: Sequence[str] = AXES,
+                       fuse: str = "mean", policy: str = "fifo", policy_options: Optional[dict] = None,
+                       **session_kwargs) -> Tuple[np.ndarray, dict]:
+    """Label volume (Z, Y, X) uint16 and a report for `objects` (`medmem.io.ObjectPrompts`), each with one
+    3D box (`Box3DPrompt`); overlaps go to the more probable object."""
+    from ..io.prompts import Box3DPrompt
+
+    arr = np.asarray(volume.array if hasattr(volume, "array") else volume)
+    best = np.zeros(arr.shape[:3], np.float32)
+    labels = np.zeros(arr.shape[:3], np.uint16)
+    report = {"axes": list(axes), "fuse": fuse, "policy": policy, "objects": []}
+    for o in objects:
+        boxes = [p for p in o.prompts if isinstance(p, Box3DPrompt)]
+        if len(boxes) != 1:
+            raise ValueError(f"object {o.id}: multi-orientation needs exactly one 3D box (z-range + box), "
+                             f"got {len(o.prompts)} prompt(s)")
+        b = boxes[0]
+        a = _array_axis(volume, o.axis) if isinstance(o.axis, str) else int(o.axis)
+        ranges, _ = box3d_ranges(b.z_range, b.box, a)
+        mid = [(lo + hi) // 2 for lo, hi in ranges]
+        mid[a] = int(b.slice)
+        res = propagate_multi_axis(model, volume, ranges, mid=mid, axes=axes, fuse=fuse, policy=policy,
+                                   policy_options=policy_options, **session_kwargs)
+        win = (res.fused > 0.5) & (res.fused > best)
+        labels[win] = int(o.id)
+        best = np.maximum(best, res.fused)
+        report["objects"].append({"id": int(o.id), "voxels": int((labels == int(o.id)).sum()),
+                                  "runs": {f"{k[0]}:{k[1]}": v for k, v in res.prompts.items()}})
+    return labels, report
