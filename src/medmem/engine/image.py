@@ -92,7 +92,7 @@ class ImagePredictor:
         with autocast(self.device, self.dtype):
             feats = self.model.encode_image(x[None])
         embed = feats.vision_feats
-        if self.model.cfg.directly_add_no_mem_embed:
+        if self.model.cfg.directly_add_no_mem_embed and not self.model.cfg.raw_features_without_memory:
             embed = embed + self.model.no_mem_embed.view(1, -1, 1, 1)
         self._features, self._embed = feats, embed
         self._orig_hw = (int(arr.shape[0]), int(arr.shape[1]))
@@ -189,7 +189,8 @@ class ImagePredictor:
         point_inputs, masks_in, b = self._prompts(point_coords, point_labels, box, mask_input)
         m = self.model
         with autocast(self.device, self.dtype):
-            sparse, dense = m.sam_prompt_encoder(point_inputs, None, masks_in)
+            pad = m.pad_points(point_inputs[1] if point_inputs is not None else None)
+            sparse, dense = m.sam_prompt_encoder(point_inputs, None, masks_in, pad=pad)
             dec = m.sam_mask_decoder(self._embed, m.sam_prompt_encoder.dense_pe(), sparse, dense, multimask_output,
                                      repeat_image=b > 1, high_res_features=self._features.high_res)
         low = dec.masks.float()

@@ -29,14 +29,17 @@ class MaskDecoder(nn.Module):
                  iou_prediction_use_sigmoid: bool = True, pred_obj_scores: bool = True,
                  pred_obj_scores_mlp: bool = True, use_multimask_token_for_obj_ptr: bool = True,
                  dynamic_multimask_via_stability: bool = False, stability_delta: float = 0.05,
-                 stability_thresh: float = 0.98) -> None:
+                 stability_thresh: float = 0.98, obj_score_token: bool = True) -> None:
         super().__init__()
         self.transformer = transformer
         self.num_mask_tokens = num_multimask_outputs + 1
         self.iou_token = nn.Embedding(1, dim)
         self.mask_tokens = nn.Embedding(self.num_mask_tokens, dim)
         self.pred_obj_scores = pred_obj_scores
-        if pred_obj_scores:
+        # without its own token, the object-score head reads the IoU token's output (decoders trained
+        # without the token, such as SAM 1's, then give unchanged masks)
+        self.has_obj_score_token = pred_obj_scores and obj_score_token
+        if self.has_obj_score_token:
             self.obj_score_token = nn.Embedding(1, dim)
         self.use_multimask_token_for_obj_ptr = use_multimask_token_for_obj_ptr
         self.output_upscaling = nn.Sequential(
@@ -80,9 +83,9 @@ class MaskDecoder(nn.Module):
     def predict_masks(self, image_embeddings, image_pe, sparse, dense, repeat_image, high_res_features):
         """All 4 masks (B, 4, 4h, 4w), IoU (B, 4), mask tokens (B, 4, C), object score (B, 1)."""
         out_tokens = [self.iou_token.weight, self.mask_tokens.weight]
-        if self.pred_obj_scores:
+        if self.has_obj_score_token:
             out_tokens.insert(0, self.obj_score_token.weight)
-        s = 1 if self.pred_obj_scores else 0
+        s = 1 if self.has_obj_score_token else 0
         out_tokens = torch.cat(out_tokens, dim=0).unsqueeze(0).expand(sparse.shape[0], -1, -1)
         tokens = torch.cat([out_tokens, sparse], dim=1)
         if repeat_image:

@@ -60,8 +60,11 @@ class PromptEncoder(nn.Module):
         return corners
 
     def forward(self, points: Optional[Tuple[torch.Tensor, torch.Tensor]], boxes: Optional[torch.Tensor],
-                masks: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
-        """→ sparse (B, N, C), dense (B, C, h, w). masks: (B, 1, 4h, 4w) logits."""
+                masks: Optional[torch.Tensor], pad: Optional[bool] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """→ sparse (B, N, C), dense (B, C, h, w). masks: (B, 1, 4h, 4w) logits.
+
+        pad: append a "not a point" token after the points (default: when no box is given, as SAM does).
+        """
         if points is not None:
             bs = points[0].shape[0]
         elif boxes is not None:
@@ -73,7 +76,7 @@ class PromptEncoder(nn.Module):
         device = self.no_mask_embed.weight.device
         sparse = torch.empty(bs, 0, self.embed_dim, device=device)
         if points is not None:
-            sparse = torch.cat([sparse, self.embed_points(points[0], points[1], pad=boxes is None)], dim=1)
+            sparse = torch.cat([sparse, self.embed_points(points[0], points[1], pad=boxes is None if pad is None else pad)], dim=1)
         if boxes is not None:
             sparse = torch.cat([sparse, self.embed_boxes(boxes)], dim=1)
         if masks is not None:

@@ -20,7 +20,8 @@ from .mask_decoder import MaskDecoder
 from .memory_attention import MemoryAttention
 from .memory_encoder import MemoryEncoder
 from .position_encoding import sine_encoding_1d
-from .prompt_encoder import PromptEncoder
+from .prompt_encoder import BOX_TOP_LEFT, PromptEncoder
+from .tiny_vit import TinyViTEncoder
 from .transformer import TwoWayTransformer
 
 NO_OBJ_SCORE = -1024.0
@@ -111,7 +112,10 @@ class SAM2Model(nn.Module):
         c, m = cfg.hidden_dim, cfg.mem_dim
         self.hidden_dim, self.mem_dim = c, m
         self.image_size = cfg.image_size
-        self.image_encoder = ImageEncoder(cfg.trunk, cfg.temporal_adapter if cfg.temporal_adapter.blocks else None)
+        if cfg.tiny_vit is not None:
+            self.image_encoder = TinyViTEncoder(cfg.tiny_vit)
+        else:
+            self.image_encoder = ImageEncoder(cfg.trunk, cfg.temporal_adapter if cfg.temporal_adapter.blocks else None)
         if cfg.use_obj_ptrs_in_encoder:
             self.mask_downsample = nn.Conv2d(1, 1, kernel_size=4, stride=4)
         self.memory_attention = MemoryAttention(c, m, cfg.mem_attn_layers, cfg.mem_attn_heads, cfg.mem_attn_ffn_dim,
@@ -135,7 +139,7 @@ class SAM2Model(nn.Module):
             cfg.num_multimask_outputs, cfg.iou_head_depth, cfg.iou_head_hidden_dim, cfg.use_high_res_features_in_sam,
             cfg.iou_prediction_use_sigmoid, cfg.pred_obj_scores, cfg.pred_obj_scores_mlp,
             cfg.use_multimask_token_for_obj_ptr, cfg.dynamic_multimask_via_stability,
-            cfg.dynamic_multimask_stability_delta, cfg.dynamic_multimask_stability_thresh)
+            cfg.dynamic_multimask_stability_delta, cfg.dynamic_multimask_stability_thresh, cfg.obj_score_token)
         if cfg.use_obj_ptrs_in_encoder:
             self.obj_ptr_proj = MLP(c, c, c, 3) if cfg.use_mlp_for_obj_ptr_proj else nn.Linear(c, c)
         else:
@@ -176,6 +180,8 @@ class SAM2Model(nn.Module):
         if self.cfg.num_maskmem == 0:
             return x
         if not memories and not obj_ptrs:
+            if self.cfg.raw_features_without_memory:
+                return x
             if self.cfg.directly_add_no_mem_embed:
                 return x + self.no_mem_embed.view(1, c, 1, 1)
             mem = self.no_mem_embed.expand(b, 1, c)
@@ -183,10 +189,21 @@ class SAM2Model(nn.Module):
             n_ptr = 0
         else:
             mem, mem_pos, n_ptr = self.assemble_memory(memories, obj_ptrs, ptr_tpos_max, b)
-        curr = x.flatten(2).transpose(1, 2)
-        curr_pos = feats.vision_pos.flatten(2).transpose(1, 2)
-        out = self.memory_attention(curr, curr_pos, mem, mem_pos, n_ptr, (h, w))
-        return out.transpose(1, 2).reshape(b, c, h, w)
+        grid, grid_pos = self.memory_grid(x), self.memory_grid(feats.vision_pos)
+        gh, gw = grid.shape[-2:]
+        curr = grid.flatten(2).transpose(1, 2)
+        curr_pos = grid_pos.flatten(2).transpose(1, 2)
+        out = self.memory_attention(curr, curr_pos, mem, mem_pos, n_ptr, (gh, gw))
+        out = out.transpose(1, 2).reshape(b, c, gh, gw)
+        if (gh, gw) == (h, w):
+            return out
+        # pooled grid: the memory's effect, upsampled, on top of the full-resolution features
+        return x + F.interpolate(out - grid, size=(h, w), mode="bilinear", align_corners=False)
+
+    def memory_grid(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w) → the grid memory works on, (B, C, h/p, w/p) with p = cfg.memory_pool."""
+        p = self.cfg.memory_pool
+        return x if p == 1 else F.avg_pool2d(x, p)
 
     def assemble_memory(self, memories: Sequence[MaskMemory], obj_ptrs: Sequence[ObjectPointer], ptr_tpos_max: int,
                         b: int) -> Tuple[torch.Tensor, torch.Tensor, int]:
@@ -242,7 +259,7 @@ class SAM2Model(nn.Module):
                                          antialias=True)
             else:
                 dense_in = mask_inputs
-        sparse, dense = self.sam_prompt_encoder((coords, labels), None, dense_in)
+        sparse, dense = self.sam_prompt_encoder((coords, labels), None, dense_in, pad=self.pad_points(labels))
         dec = self.sam_mask_decoder(pix_feat, self.sam_prompt_encoder.dense_pe(), sparse, dense, multimask_output,
                                     repeat_image=False, high_res_features=high_res)
         low = dec.masks
@@ -266,6 +283,12 @@ class SAM2Model(nn.Module):
             lam = torch.sigmoid(obj) if self.cfg.soft_no_obj_ptr else (obj > 0).float()
             obj_ptr = self._mix_no_obj_ptr(obj_ptr, lam)
         return HeadsOutput(low, high, dec.iou_pred, low_best, high_best, obj_ptr, obj)
+
+    def pad_points(self, labels: Optional[torch.Tensor]) -> bool:
+        """Whether the prompt encoder appends a padding point to point labels (B, P): SAM 2 always does;
+        SAM 1 decoders (LiteMedSAM) saw none after box corners."""
+        return (self.cfg.pad_points_with_box or labels is None
+                or not bool((labels == BOX_TOP_LEFT).any()))
 
     def _mix_no_obj_ptr(self, obj_ptr: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
         if self.cfg.fixed_no_obj_ptr:
@@ -299,7 +322,7 @@ class SAM2Model(nn.Module):
         else:
             mask = torch.sigmoid(high_res_masks)
         mask = mask * self.cfg.sigmoid_scale_for_mem_enc + self.cfg.sigmoid_bias_for_mem_enc
-        features, pos = self.memory_encoder(feats.vision_feats, mask)
+        features, pos = self.memory_encoder(self.memory_grid(feats.vision_feats), mask)
         if self.cfg.no_obj_embed_spatial:
             absent = 1 - (object_score_logits > 0).float()
             features = features + absent[..., None, None] * self.no_obj_embed_spatial[..., None, None]

@@ -31,7 +31,10 @@ def _csv(value: Optional[str]) -> Optional[tuple]:
 @click.option("--warmup", type=int, help="linear warm-up steps [100]")
 @click.option("--weight-decay", type=float, help="AdamW weight decay [0.1]")
 @click.option("--grad-clip", type=float, help="max gradient norm, 0 = off [0.1]")
-@click.option("--freeze", help="comma list of: image_encoder, temporal_adapter, prompt_encoder, mask_decoder, memory")
+@click.option("--freeze", help="comma list of: image_encoder, temporal_adapter, prompt_encoder, mask_decoder, memory, "
+              "litemedsam")
+@click.option("--encoder-cache", type=int, help="with a frozen image encoder, cache this many slices' features [0]")
+@click.option("--encoder-cache-dir", help="also keep the cached features in this folder, for later runs")
 @click.option("--layer-decay", type=float, help="layer-wise lr decay over the Hiera trunk [1.0 = off]")
 @click.option("--accum", type=int, help="gradient accumulation micro-batches [1]")
 @click.option("--amp", type=click.Choice(["auto", "bf16", "none"]), help="autocast [auto: bf16 on CUDA]")

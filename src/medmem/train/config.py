@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 #: fields that may differ between a run and its resumption (everything else is taken from the checkpoint)
 RESUMABLE_FIELDS = ("steps", "val_every", "save_every", "log_every", "stop_at", "device", "progress", "out",
-                    "val_cases")
+                    "val_cases", "encoder_cache", "encoder_cache_dir")
 
 
 @dataclass
@@ -45,7 +45,9 @@ class TrainConfig:
     betas: Tuple[float, float] = (0.9, 0.999)
     layer_decay: float = 1.0              # < 1: layer-wise lr decay over the Hiera trunk
     grad_clip: float = 0.1                # max gradient norm (SAM 2: 0.1); 0 disables
-    freeze: Tuple[str, ...] = ()          # image_encoder, temporal_adapter, prompt_encoder, mask_decoder, memory
+    freeze: Tuple[str, ...] = ()          # image_encoder, temporal_adapter, prompt_encoder, mask_decoder, memory, litemedsam
+    encoder_cache: int = 0                # with a frozen image encoder: keep this many slices' features in RAM
+    encoder_cache_dir: str = ""           # ... and on disk here, for later runs on the same data (safetensors)
     amp: str = "auto"                     # "bf16", "none", or "auto" (bf16 on CUDA, fp32 elsewhere)
     # ---- loss (SAM 2 weights)
     w_mask: float = 20.0

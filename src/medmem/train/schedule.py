@@ -11,11 +11,19 @@ from torch import nn
 
 #: freeze groups → predicate on parameter names. The temporal adapter is its own group, so
 #: ``image_encoder`` frozen with the adapter trainable is SAMed-2-style adapter tuning.
+def _is_litemedsam_key(name: str) -> bool:
+    from ..pretrained import is_litemedsam_key
+
+    return is_litemedsam_key(name)
+
+
 FREEZE_GROUPS: Dict[str, Callable[[str], bool]] = {
     "image_encoder": lambda n: n.startswith("image_encoder.") and ".adapter." not in n,
     "temporal_adapter": lambda n: n.startswith("image_encoder.") and ".adapter." in n,
     "prompt_encoder": lambda n: n.startswith("sam_prompt_encoder."),
     "mask_decoder": lambda n: n.startswith("sam_mask_decoder."),
+    # medmem_lite_256: everything that comes from LiteMedSAM (its encoder, prompt encoder and decoder)
+    "litemedsam": lambda n: _is_litemedsam_key(n),
     "memory": lambda n: n.split(".")[0] in ("memory_attention", "memory_encoder", "maskmem_tpos_enc", "no_mem_embed",
                                            "no_mem_pos_enc", "obj_ptr_proj", "obj_ptr_tpos_proj", "mask_downsample",
                                            "no_obj_ptr", "no_obj_embed_spatial"),

