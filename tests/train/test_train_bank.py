@@ -1,0 +1,65 @@
+"""The training bank: keys, empty predictions, and DDP ranks gathering their entries before saving."""
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from medmem.config import get_config
+from medmem.memory.bank import MemoryBank
+from medmem.train.bank import TrainingBank
+
+CFG = get_config("test_tiny")
+FS = CFG.image_size // 16
+
+
+def _cands(seed: int, n: int, iou: float, obj: float = 5.0, key_feats=None):
+    g = torch.Generator().manual_seed(seed)
+    b = n
+    return TrainingBank.candidates(torch.randn(b, CFG.hidden_dim, FS, FS, generator=g),
+                                   torch.randn(b, CFG.mem_dim, FS, FS, generator=g),
+                                   torch.randn(b, CFG.mem_dim, FS, FS, generator=g),
+                                   torch.randn(b, CFG.hidden_dim, generator=g), torch.full((b, 1), obj),
+                                   torch.full((b, 1), iou), key_feats=key_feats)
+
+
+def test_empty_predictions_never_enter_and_keys_follow_key_feats():
+    bank = TrainingBank(CFG, capacity=4, k=2)
+    assert bank.offer_all(_cands(0, 2, 0.9, obj=-1.0)) == 0  # absent object: empty prediction
+    kf = torch.randn(2, CFG.hidden_dim, FS, FS)
+    cands = _cands(1, 2, 0.9, key_feats=kf)
+    assert bank.offer_all(cands) == 2
+    from medmem.memory.bank import feature_key
+
+    torch.testing.assert_close(bank.policy.bank.keys[0], feature_key(kf, bank.grid)[0])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    from medmem.train import ddp
+
+    info = ddp.init_distributed("cpu")
+    bank = TrainingBank(CFG, capacity=6, k=2)
+    bank.offer_all(_cands(10 + rank, 3, 0.5 + 0.1 * rank))   # each rank sees other samples
+    path = bank.save(os.path.join(out, "bank.safetensors"), info)
+    torch.save({"conf": bank.policy.bank.conf, "saved": path is not None}, os.path.join(out, f"r{rank}.pt"))
+    ddp.cleanup(info)
+
+
+@pytest.mark.timeout(240)
+def test_ddp_ranks_gather_their_entries_before_saving(tmp_path):
+    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"r{r}.pt") for r in (0, 1))
+    assert r0["saved"] and not r1["saved"]                  # rank 0 writes
+    assert r0["conf"] == r1["conf"]                         # every rank holds the merged bank
+    saved = MemoryBank.load(tmp_path / "bank.safetensors", CFG)
+    assert sorted(round(c, 2) for c in saved.conf) == [0.5] * 3 + [0.6] * 3   # both ranks' entries
