@@ -32,6 +32,7 @@ async function init() {
     if (info.data.length) for (const d of info.data) $("data").add(new Option(d, "data:" + d));
     else $("data-row").style.display = "none";
     for (const w of info.windows) $("window").add(new Option(w.replace("_", " "), w));
+    $("open-sample").disabled = !info.samples.length; $("open-data").disabled = !info.data.length;
   } catch (e) { status(e.message, true); return; }
   const hash = new URLSearchParams(location.hash.slice(1));
   const sid = hash.get("s") || localStorage.getItem("medmem.sid");
