@@ -273,9 +273,10 @@ function drawTrack() {
   if (S.conf) for (const r of S.conf.rows) {
     if (!r.segmented) continue;
     const h = r.present ? Math.max(2, r.iou * (H - 8)) : 2;
-    g.fillStyle = r.review ? "#ff4d4d" : (r.present ? (o ? o.color : "#8c8") : "#555");
+    g.fillStyle = r.present ? (o ? o.color : "#8c8") : "#555";
     g.fillRect(r.slice * bw, H - h, Math.max(1, bw - 0.5), h);
     if (r.prompted) { g.fillStyle = "#fff"; g.fillRect(r.slice * bw, 0, Math.max(1, bw - 0.5), 4); }
+    if (r.review) { g.fillStyle = "#ff9900"; g.fillRect(r.slice * bw, 6, Math.max(1, bw - 0.5), 5); }
   }
   if (!S.conf || S.conf.axis === S.axis || !S.conf.axis) {
     g.fillStyle = "#ffe600"; g.fillRect(S.slice[S.axis] * bw, 0, Math.max(1, bw), H);
