@@ -5,6 +5,7 @@ from typing import Optional, Union
 
 import torch
 
+from .allocator import tune_allocator
 from .checkpoint import PathLike, infer_config, load_weights, read_state_dict
 from .config import SAM2Config, get_config
 from .pretrained import TRAINED_PARTS_META, lite_state_dict
@@ -37,7 +38,10 @@ def build_model(name: Optional[Union[str, SAM2Config]] = None, checkpoint: Optio
     model = SAM2Model(cfg)
     if sd is not None:
         load_weights(model, sd)
-    return model.to(default_device(device)).eval()
+    dev = default_device(device)
+    if dev.type == "cpu":
+        tune_allocator()  # large activations reuse heap blocks instead of page-faulting in each slice
+    return model.to(dev).eval()
 
 
 def _default_checkpoint(checkpoint: Optional[PathLike]):

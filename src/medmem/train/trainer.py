@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from ..allocator import tune_allocator
 from ..checkpoint import adapt_layout, infer_config, load_weights, read_state_dict, save_weights, strip_prefixes
 from ..config import SAM2Config, TemporalAdapterConfig, get_config
 from ..model.sam2 import SAM2Model
@@ -145,6 +146,8 @@ class Trainer:
         self.cfg = cfg
         self.dist = ddp.init_distributed(cfg.device)
         self.device = self.dist.device
+        if self.device.type == "cpu":
+            tune_allocator()
         self.amp = amp_dtype(cfg, self.device)
 
         torch.manual_seed(cfg.seed)

@@ -1,0 +1,87 @@
+#!/usr/bin/env python
+"""Old vs new default model, each beside the model-free baseline, through the public API (one-box protocol).
+
+Cases: the bundled MNI152 T1 with README command 1's box (axial slice 37), MedBank-mini 3D test volumes
+(first label of each: one box on its largest slice, propagate both ways) and 2D test images (one box).
+Every Dice stands beside the baseline (Otsu in the box, extruded: `medmem.eval.baseline`); with
+--every-slice also beside "a box on every slice, no memory" (for medmem_lite_256 = LiteMedSAM itself).
+
+    python scripts/compare_default_models.py --model old=path/to/small.safetensors \\
+        --model lite=src/medmem/assets/medmem_lite_256_memory.safetensors \\
+        --data3d runs/lite3d/manifest.json --data2d runs/lite2d/manifest.json --out docs/default_model_compare.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import medmem
+from medmem.data.synth import load_manifest
+from medmem.eval.one_box import evaluate_2d, evaluate_one_box
+from medmem.io import read_volume, sample_path
+
+README_BOX, README_SLICE = [14.0, 14.0, 85.0, 104.0], 37
+
+
+def run_model(model, a) -> dict:
+    out = {}
+    vol = read_volume(sample_path("mni152_t1"))
+    gt = read_volume(sample_path("mni152_brain_mask")).array > 0
+    out["mni152_readme_box"] = evaluate_one_box(model, vol.array, gt, vol.spacing_zyx, slice_idx=README_SLICE,
+                                                box=README_BOX)
+    print(json.dumps({"mni152": out["mni152_readme_box"]}), flush=True)
+    if a.data3d:
+        rows = {}
+        for case in load_manifest(a.data3d, split="test"):
+            if case.dims != 3:
+                continue
+            lab = min(int(v) for v in np.unique(case.label) if v != 0)
+            rows[case.id] = evaluate_one_box(model, case.image, case.label == lab, every_slice=a.every_slice)
+            print(json.dumps({case.id: rows[case.id]}), flush=True)
+        out["synthetic_3d"] = dict(cases=rows, mean_dice=_mean(rows, "dice"), mean_baseline=_mean(rows, "baseline_dice"))
+        if a.every_slice:
+            out["synthetic_3d"]["mean_box_every_slice"] = _mean(rows, "box_every_slice_dice")
+    if a.data2d:
+        rows = {}
+        for case in load_manifest(a.data2d, split="test"):
+            if case.dims != 2:
+                continue
+            for lab in sorted(int(v) for v in np.unique(case.label) if v != 0):
+                rows[f"{case.id}:{lab}"] = evaluate_2d(model, case.image, case.label == lab)
+        out["synthetic_2d"] = dict(cases=rows, mean_dice=_mean(rows, "dice"), mean_baseline=_mean(rows, "baseline_dice"))
+        print(json.dumps({k: v for k, v in out["synthetic_2d"].items() if k != "cases"}), flush=True)
+    return out
+
+
+def _mean(rows: dict, key: str) -> float:
+    return round(float(np.mean([r[key] for r in rows.values()])), 4) if rows else float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", action="append", required=True, help="NAME=CHECKPOINT (repeatable)")
+    ap.add_argument("--data3d", default=None)
+    ap.add_argument("--data2d", default=None)
+    ap.add_argument("--every-slice", action="store_true")
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args()
+    res = {"command": "python scripts/compare_default_models.py " + " ".join(
+        f"--model {m}" for m in a.model), "threads": torch.get_num_threads()}
+    for spec in a.model:
+        name, path = spec.split("=", 1)
+        torch.manual_seed(0)
+        model = medmem.build_model(checkpoint=path, device="cpu")
+        t0 = time.perf_counter()
+        res[name] = dict(checkpoint=path, config=model.cfg.name, **run_model(model, a),
+                         seconds_total=round(time.perf_counter() - t0, 1))
+    if a.out:
+        Path(a.out).write_text(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""The one-box protocol: a box around the object on its largest slice, propagation both ways, metrics.
+
+This is how README command 1 uses a model, and how medmem compares models: each result stands
+beside the model-free baseline (`eval.baseline`, Otsu in the box, extruded) and beside "a box on
+every slice" decoded without memory (for a LiteMedSAM-based model this equals LiteMedSAM itself).
+Boxes are (x0, y0, x1, y1) with exclusive x1, y1 (`docs/io.md`).
+"""
+from __future__ import annotations
+
+import time
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..engine.image import ImagePredictor
+from ..engine.volume import VolumeSession
+from .baseline import threshold_box_2d, threshold_box_3d
+from .metrics import dice, nsd
+
+
+def box_of(mask2d: np.ndarray) -> list:
+    """Tight box (x0, y0, x1, y1), exclusive x1/y1, of a non-empty 2D mask."""
+    ys, xs = np.nonzero(mask2d)
+    if ys.size == 0:
+        raise ValueError("empty mask has no box")
+    return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+
+
+def largest_slice(gt: np.ndarray) -> int:
+    return int(np.argmax(gt.reshape(gt.shape[0], -1).sum(1)))
+
+
+def propagate_from_box(model, image: np.ndarray, slice_idx: int, box: Sequence[float], policy: str = "fifo",
+                       intensity="auto", session_kwargs: Optional[dict] = None):
+    """(S, H, W) bool from one box on one slice, propagated both ways; returns (mask, seconds, session)."""
+    sess = VolumeSession(model, image, policy=policy, intensity=intensity, **(session_kwargs or {}))
+    t0 = time.perf_counter()
+    sess.add_prompt(slice_idx, 1, box=list(box))
+    for _ in sess.propagate("both"):
+        pass
+    return sess.masks(1), time.perf_counter() - t0, sess
+
+
+def box_every_slice(model, image: np.ndarray, gt: np.ndarray, intensity="auto") -> np.ndarray:
+    """(S, H, W) bool: the ground-truth box on every slice where the object is, decoded without memory."""
+    pred = np.zeros(gt.shape, bool)
+    predictor = ImagePredictor(model, intensity=intensity)
+    for z in np.flatnonzero(gt.reshape(gt.shape[0], -1).any(1)):
+        predictor.set_image(image[z])
+        m, _, _ = predictor.predict(box=box_of(gt[z]), multimask_output=False)
+        pred[z] = m[0]
+    return pred
+
+
+def evaluate_one_box(model, image: np.ndarray, gt: np.ndarray, spacing=None, *, slice_idx: Optional[int] = None,
+                     box: Optional[Sequence[float]] = None, policy: str = "fifo", every_slice: bool = False,
+                     intensity="auto") -> dict:
+    """Dice (and NSD@2 mm with a spacing) of the model, the baseline and optionally a box on every slice."""
+    s = largest_slice(gt) if slice_idx is None else int(slice_idx)
+    box = box_of(gt[s]) if box is None else list(box)
+    pred, secs, _ = propagate_from_box(model, image, s, box, policy, intensity)
+    base = threshold_box_3d(image if image.ndim == 3 else image[..., 0], s, box)
+    out = dict(prompt_slice=s, box=box, seconds=round(secs, 2), dice=round(dice(pred, gt), 4),
+               dice_prompt_slice=round(dice(pred[s], gt[s]), 4), baseline_dice=round(dice(base, gt), 4))
+    if spacing is not None:
+        out["nsd_2mm"] = round(nsd(pred, gt, spacing, 2.0), 4)
+        out["baseline_nsd_2mm"] = round(nsd(base, gt, spacing, 2.0), 4)
+    if every_slice:
+        out["box_every_slice_dice"] = round(dice(box_every_slice(model, image, gt, intensity), gt), 4)
+    return out
+
+
+def evaluate_2d(model, image: np.ndarray, gt: np.ndarray, intensity="auto") -> dict:
+    """Dice of the model and of the baseline from the ground truth's box on one 2D image."""
+    box = box_of(gt)
+    predictor = ImagePredictor(model, intensity=intensity)
+    predictor.set_image(image)
+    m, _, _ = predictor.predict(box=box, multimask_output=False)
+    gray = image if image.ndim == 2 else image.mean(-1)
+    return dict(dice=round(dice(m[0], gt), 4), baseline_dice=round(dice(threshold_box_2d(gray, box), gt), 4))
+
+
+__all__ = ["box_of", "largest_slice", "propagate_from_box", "box_every_slice", "evaluate_one_box", "evaluate_2d"]
