@@ -19,6 +19,13 @@ def tiny_sd():
     return SAM2Model(get_config("test_tiny")).state_dict()
 
 
+@pytest.fixture(scope="module")
+def trained_sd(tiny_sd):
+    """Weights that no freshly built model has: a load that did nothing would leave the seed-0 init."""
+    g = torch.Generator().manual_seed(123)
+    return {k: v + torch.randn(v.shape, generator=g) if v.is_floating_point() else v.clone() for k, v in tiny_sd.items()}
+
+
 def _same(a, b):
     assert a.keys() == b.keys()
     for k in a:
@@ -34,7 +41,8 @@ def test_official_parameter_counts(name):
 
 @pytest.mark.parametrize("layout", ["official_pt", "plain_pt", "ddp_prefix", "state_dict_key", "safetensors",
                                     "medical_sam2"])
-def test_layouts_load_strictly(tmp_path, tiny_sd, layout):
+def test_layouts_load_strictly(tmp_path, trained_sd, layout):
+    tiny_sd = trained_sd
     path = tmp_path / ("w.safetensors" if layout == "safetensors" else "w.pt")
     if layout == "official_pt":  # SAM 2 / MedSAM2 release: {"model": sd}
         torch.save({"model": tiny_sd}, path)
@@ -50,6 +58,10 @@ def test_layouts_load_strictly(tmp_path, tiny_sd, layout):
         from safetensors.torch import save_file
 
         save_file({k: v.contiguous() for k, v in tiny_sd.items()}, str(path))
+    torch.manual_seed(0)  # the seed the fixtures used: only the load can make the weights equal
+    fresh = medmem.build_model("test_tiny", device="cpu").state_dict()
+    assert any(not torch.equal(fresh[k], tiny_sd[k]) for k in tiny_sd if tiny_sd[k].is_floating_point())
+    torch.manual_seed(0)
     model = medmem.build_model("test_tiny", checkpoint=path, device="cpu")
     _same(model.state_dict(), tiny_sd)
 
