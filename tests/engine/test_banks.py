@@ -106,6 +106,17 @@ def test_shared_bank_saved_loaded_and_refused_by_another_model(tiny_model, blob_
         VolumeSession(tiny_model, blob_volume, policy="fifo", policy_options=dict(share_bank=True))
 
 
+def test_self_sorting_on_a_video(tiny_model):
+    rng = np.random.default_rng(1)
+    video = (rng.random((8, 40, 52, 3)) * 60).astype(np.uint8)
+    video[:, 10:30, 10:40] += 150
+    sess = VolumeSession(tiny_model, video, policy="self_sorting", policy_options=dict(k=2, iou_threshold=0.0))
+    sess.add_prompt(0, 1, box=[10, 10, 40, 30])
+    run(sess, direction="forward")
+    rows = sess.confidence(1)
+    assert sess.memory_stats(1)["bank_entries"] >= 2 and rows[7]["retrieved"] == 2
+
+
 def test_fifo_reports_no_bank(tiny_model, blob_volume):
     sess = VolumeSession(tiny_model, blob_volume)
     sess.add_prompt(10, 1, box=BOX)

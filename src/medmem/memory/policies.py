@@ -42,11 +42,6 @@ from .fifo import select_fifo
 Selection = Tuple[List[Tuple[int, FrameMemory]], List[Tuple[int, FrameMemory]], int]
 
 
-def pooled_key(vision_feats: torch.Tensor, grid: int = 1) -> torch.Tensor:
-    """(B, C, h, w) features → (B, C·g²) L2-normalised key (g = 1: the global mean, as before)."""
-    return feature_key(vision_feats, grid)
-
-
 def confidence_of(entry: FrameMemory, use_presence: bool = False) -> float:
     """Predicted IoU of an entry in [0, 1] (× object presence probability with use_presence)."""
     iou = float(entry.iou.float().mean()) if entry.iou is not None else 1.0
@@ -455,5 +450,5 @@ def parse_policy_options(items: Iterable[str], policy: str) -> Dict[str, object]
 
 
 __all__ = ["MemoryPolicy", "FifoPolicy", "BankPolicy", "SelfSortingPolicy", "ConfidencePolicy", "POLICIES",
-           "make_policy", "parse_policy_options", "policy_option_names", "pooled_key", "confidence_of",
+           "make_policy", "parse_policy_options", "policy_option_names", "confidence_of",
            "Selection", "MemoryBank", "feature_key"]
