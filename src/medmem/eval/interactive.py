@@ -11,7 +11,9 @@ is optional in the challenge):
 
     AUC = Σ_{i=1}^{n-1} (v_i + v_{i+1}) / 2,   v_1..v_n = scores after clicks 1..n
 
-so with 5 clicks the range is [0, 4] (not normalised). ``normalize=True`` divides by
+so with 5 clicks the range is [0, 4] (not normalised). The driver that runs the protocol through
+the engine (box, clicks, re-propagation, the official NSD = 0 when DSC ≤ 0.2 rule, time per class)
+is `medmem.eval.protocol.run_case`. ``normalize=True`` divides by
 n - 1 to give a mean-like score in [0, 1]; ``include_box=True`` integrates over all
 n + 1 values instead (range [0, n]).
 """
