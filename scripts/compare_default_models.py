@@ -6,9 +6,15 @@ Cases: the bundled MNI152 T1 with README command 1's box (axial slice 37), MedBa
 Every Dice stands beside the baseline (Otsu in the box, extruded: `medmem.eval.baseline`); with
 --every-slice also beside "a box on every slice, no memory" (for medmem_lite_256 = LiteMedSAM itself).
 
-    python scripts/compare_default_models.py --model old=path/to/small.safetensors \\
-        --model lite=src/medmem/assets/medmem_lite_256_memory.safetensors \\
+    python scripts/compare_default_models.py --model small=pretrained:medmem_small_256 \\
+        --model lite=pretrained:medmem_lite_256 --every-slice \\
         --data3d runs/lite3d/manifest.json --data2d runs/lite2d/manifest.json --out docs/default_model_compare.json
+
+The data (test split of each): runs/lite3d as scripts/train_lite_model.sh makes it (13 3D tasks, seed 0, 96 px,
+4 cases per task) and
+    medmem data synth runs/lite2d --seed 1 --size 256 --cases-per-task 3 --tasks us_breast_lesion,\
+      us_thyroid_nodule,xray_chest,xray_clavicle,endoscopy_polyp,endoscopy_instrument,dermoscopy_lesion,\
+      fundus_disc_cup,microscopy_nuclei,microscopy_glands
 """
 from __future__ import annotations
 
@@ -64,18 +70,23 @@ def _mean(rows: dict, key: str) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", action="append", required=True, help="NAME=CHECKPOINT (repeatable)")
+    ap.add_argument("--model", action="append", required=True,
+                    help="NAME=CHECKPOINT or NAME=pretrained:MODEL (repeatable)")
     ap.add_argument("--data3d", default=None)
     ap.add_argument("--data2d", default=None)
     ap.add_argument("--every-slice", action="store_true")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
-    res = {"command": "python scripts/compare_default_models.py " + " ".join(
-        f"--model {m}" for m in a.model), "threads": torch.get_num_threads()}
+    import sys
+
+    res = {"command": "python " + " ".join(sys.argv), "threads": torch.get_num_threads()}
     for spec in a.model:
         name, path = spec.split("=", 1)
         torch.manual_seed(0)
-        model = medmem.build_model(checkpoint=path, device="cpu")
+        if path.startswith("pretrained:"):
+            model = medmem.build_model(path.split(":", 1)[1], pretrained=True, device="cpu")
+        else:
+            model = medmem.build_model(checkpoint=path, device="cpu")
         t0 = time.perf_counter()
         res[name] = dict(checkpoint=path, config=model.cfg.name, **run_model(model, a),
                          seconds_total=round(time.perf_counter() - t0, 1))

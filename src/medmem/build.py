@@ -8,21 +8,28 @@ import torch
 from .allocator import tune_allocator
 from .checkpoint import PathLike, infer_config, load_weights, read_state_dict
 from .config import SAM2Config, get_config
-from .pretrained import TRAINED_PARTS_META, lite_state_dict
+from .pretrained import DEFAULT_MODEL, PRETRAINED, TRAINED_PARTS_META, lite_state_dict, pretrained_state_dict
 from .model import SAM2Model
 
 
 def build_model(name: Optional[Union[str, SAM2Config]] = None, checkpoint: Optional[PathLike] = None,
-                device: Optional[Union[str, torch.device]] = None) -> SAM2Model:
+                device: Optional[Union[str, torch.device]] = None, pretrained: bool = False) -> SAM2Model:
     """A `SAM2Model` in eval mode.
 
-    name: a registered config (`medmem.list_models()`), a `SAM2Config`, "default" for the bundled
-    default model, or None to infer it from the checkpoint. checkpoint: a local `.pt`/`.pth`/`.safetensors` file, loaded strictly.
-    device: "cpu", "cuda", "mps", ... (default: CUDA if available, else MPS, else CPU).
+    name: a registered config (`medmem.list_models()`), a `SAM2Config`, "default" for the default
+    pretrained model, or None to infer it from the checkpoint. checkpoint: a local
+    `.pt`/`.pth`/`.safetensors` file, loaded strictly. pretrained: load the named model's own weights
+    (`medmem.pretrained.PRETRAINED`; "default" always does). device: "cpu", "cuda", "mps", ...
+    (default: CUDA if available, else MPS, else CPU).
     """
     sd = meta = None
-    if name == "default":  # the bundled default model (a registry entry, as timm marks pretrained configs)
-        name, checkpoint = None, _default_checkpoint(checkpoint)
+    if name == "default" or pretrained:
+        if checkpoint is not None:
+            raise ValueError("give either a checkpoint or pretrained weights, not both")
+        key = DEFAULT_MODEL if name == "default" else name
+        if not isinstance(key, str):
+            raise ValueError("pretrained=True needs a model name")
+        sd, name = pretrained_state_dict(key), PRETRAINED[key].config if key in PRETRAINED else key
     if checkpoint is not None:
         sd, meta = read_state_dict(checkpoint)
         if (meta or {}).get(TRAINED_PARTS_META) == "trained":  # medmem's trained parts of a LiteMedSAM-based model
@@ -42,17 +49,6 @@ def build_model(name: Optional[Union[str, SAM2Config]] = None, checkpoint: Optio
     if dev.type == "cpu":
         tune_allocator()  # large activations reuse heap blocks instead of page-faulting in each slice
     return model.to(dev).eval()
-
-
-def _default_checkpoint(checkpoint: Optional[PathLike]):
-    if checkpoint is not None:
-        raise ValueError("build_model('default') takes no checkpoint: it is the bundled model")
-    from .engine.pipeline import default_model_path
-
-    path = default_model_path()
-    if path is None:
-        raise FileNotFoundError("this build of medmem has no bundled default model")
-    return path
 
 
 def default_device(device: Optional[Union[str, torch.device]] = None) -> torch.device:

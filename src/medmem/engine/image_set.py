@@ -48,6 +48,8 @@ class ImageSetSession:
             raise ValueError(f"image sets have no order: use one of {_SET_POLICIES}, not {policy!r}")
         if len(images) == 0:
             raise ValueError("the image set is empty")
+        if not model.has_memory:
+            raise ValueError(f"One-Prompt segmentation needs a model with memory; {model.cfg.name} has none")
         self.model = model.eval()
         self.images = [validate_image(im) for im in images]
         self.intensity, self.resize_mode, self.dtype, self.storage_dtype = intensity, resize_mode, dtype, storage_dtype

@@ -28,10 +28,11 @@ from ..data.intensity import Intensity, ResizeMode, to_source
 from ..memory.entry import FrameMemory
 from ..memory.bank import MemoryBank, feature_key, model_fingerprint
 from ..memory.policies import BankPolicy, MemoryPolicy, make_policy
-from ..model import MaskMemory, ObjectPointer, SAM2Model
+from ..model import NO_OBJ_SCORE, MaskMemory, ObjectPointer, SAM2Model
 from .autocast import autocast
 from .features import FeatureCache
 from .frames import FrameSource, TensorFrameSource
+from .presence import looks_present, prototypes
 from .prompts import SlicePrompt, check_prompt, prompt_to_inputs
 
 
@@ -56,6 +57,7 @@ class _Object:
     pending: Dict[int, FrameMemory] = field(default_factory=dict)   # prompted, memory not yet encoded
     tracked_dir: Dict[int, bool] = field(default_factory=dict)       # slice -> reverse flag of last pass
     dirty: Optional[Tuple[int, int]] = None                          # slice range to (re)propagate
+    prototypes: Optional[tuple] = None                               # (object, surroundings) features, box tracking
 
 
 class VolumeSession:
@@ -93,6 +95,9 @@ class VolumeSession:
         self.dtype, self.storage_dtype = dtype, storage_dtype
         opts = dict(policy_kwargs or {})
         opts.update(policy_options or {})
+        if not model.has_memory and (policy != "fifo" or opts):
+            raise ValueError(f"{model.cfg.name} has no memory: a memory policy or its options would have no effect "
+                             "(it tracks with a box from the previous slice)")
         self._shared_bank, self._save_bank = self._bank_options(policy, opts)
         self._policy_spec, self._policy_kwargs = policy, opts
         self.objects: Dict[int, _Object] = {}
@@ -247,8 +252,10 @@ class VolumeSession:
             feats = self.features.get(s)
             with autocast(m.device, self.dtype):
                 mf, mp = m.encode_prompted_memory(feats, e.pred_masks, e.object_score_logits)
-            e.maskmem_features, e.maskmem_pos = mf.to(self.storage_dtype), mp
+            e.maskmem_features, e.maskmem_pos = (None if mf is None else mf.to(self.storage_dtype)), mp
             obj.policy.add_conditioning(e)
+            if m.cfg.prototype_presence:  # what the object and its surroundings look like, for presence checks
+                obj.prototypes = prototypes(feats.vision_feats, e.pred_masks) or obj.prototypes
         obj.pending.clear()
 
     # ------------------------------------------------------------------ propagation
@@ -306,6 +313,9 @@ class VolumeSession:
                         continue
                     if s in obj.prompts:
                         obj.tracked_dir[s] = reverse
+                    elif self._ended(obj, s, reverse):  # the object has ended: not even encoded
+                        obj.results[s] = self._absent()
+                        obj.tracked_dir[s] = reverse
                     else:
                         feats = feats if feats is not None else self.features.get(s, reverse)
                         self._track(obj, s, reverse, feats)
@@ -328,12 +338,56 @@ class VolumeSession:
                           f"below the confidence threshold {p.effective_threshold():.3g}); slices attended only to "
                           f"the prompted slices and the last {p.recent}", stacklevel=3)
 
+    def _ended(self, obj: _Object, s: int, reverse: bool) -> bool:
+        """Whether the object was absent on the last `stop_after_absent` slices before s in this pass,
+        with none of its prompts at or beyond s."""
+        n = self.model.cfg.stop_after_absent
+        if n <= 0 or any((t <= s) if reverse else (t >= s) for t in obj.prompts):
+            return False
+        step = 1 if reverse else -1
+        for k in range(1, n + 1):
+            r = obj.results.get(s + k * step)
+            if r is None or r.prompted or r.object_score > 0 and bool((r.low_res > 0).any()):
+                return False
+        return True
+
+    def _absent(self) -> SliceResult:
+        side = 4 * self.model.cfg.feat_size  # the decoder upsamples its grid 4x
+        return SliceResult(torch.full((1, 1, side, side), NO_OBJ_SCORE, dtype=torch.float16), 0.0, -10.0)
+
+    def _previous_box(self, obj: _Object, s: int, reverse: bool):
+        """Point inputs for a box around the previous slice's mask (model pixels, grown by the config's margin),
+        or None when that slice has no result or an empty mask."""
+        margin = self.model.cfg.propagation_box_margin
+        r = obj.results.get(s + 1 if reverse else s - 1)
+        if r is not None and r.object_score <= 0:  # an absent slice: the box of the last slice with the object
+            r = obj.results.get(s + 2 if reverse else s - 2)
+        if margin <= 0 or r is None:
+            return None
+        ys, xs = torch.nonzero(r.low_res[0, 0] > 0, as_tuple=True)
+        if ys.numel() == 0:
+            return None
+        scale = self.model.image_size / r.low_res.shape[-1]
+        x0, x1 = float(xs.min()) * scale, float(xs.max() + 1) * scale - 1
+        y0, y1 = float(ys.min()) * scale, float(ys.max() + 1) * scale - 1
+        gx, gy = max(2.0, margin * (x1 - x0 + 1)), max(2.0, margin * (y1 - y0 + 1))
+        hi = self.model.image_size - 1
+        box = [max(x0 - gx, 0.0), max(y0 - gy, 0.0), min(x1 + gx, hi), min(y1 + gy, hi)]
+        dev = self.model.device
+        return (torch.tensor([box], dtype=torch.float32, device=dev).view(1, 2, 2),
+                torch.tensor([[2, 3]], dtype=torch.int32, device=dev))
+
     def _track(self, obj: _Object, s: int, reverse: bool, feats) -> None:
         m = self.model
         mems, ptrs, tmax = self._select(obj, s, reverse, feats)
+        box = self._previous_box(obj, s, reverse)
         with autocast(m.device, self.dtype):
             out = m.track_step(feats, is_init_cond_frame=False, memories=mems, obj_ptrs=ptrs, ptr_tpos_max=tmax,
-                               run_mem_encoder=True)
+                               point_inputs=box, run_mem_encoder=True)
+        if box is not None and obj.prototypes is not None and m.cfg.prototype_presence:
+            if not looks_present(feats.vision_feats, out.pred_masks, obj.prototypes):
+                out.heads.low_res_masks = torch.full_like(out.heads.low_res_masks, NO_OBJ_SCORE)
+                out.heads.object_score_logits = torch.full_like(out.heads.object_score_logits, -10.0)
         entry = self._entry(s, out)
         res = self._result(out)
         if obj.policy.needs_key:  # stored key: the memory-conditioned features (as SAMed-2 / MedSAM-2 store)

@@ -118,14 +118,15 @@ class SAM2Model(nn.Module):
             self.image_encoder = ImageEncoder(cfg.trunk, cfg.temporal_adapter if cfg.temporal_adapter.blocks else None)
         if cfg.use_obj_ptrs_in_encoder:
             self.mask_downsample = nn.Conv2d(1, 1, kernel_size=4, stride=4)
-        self.memory_attention = MemoryAttention(c, m, cfg.mem_attn_layers, cfg.mem_attn_heads, cfg.mem_attn_ffn_dim,
-                                                cfg.mem_attn_dropout, cfg.rope_theta)
-        self.memory_encoder = MemoryEncoder(c, m, cfg.mem_fuser_layers)
-        self.maskmem_tpos_enc = nn.Parameter(torch.zeros(cfg.num_maskmem, 1, 1, m))
-        self.no_mem_embed = nn.Parameter(torch.zeros(1, 1, c))
-        self.no_mem_pos_enc = nn.Parameter(torch.zeros(1, 1, c))
-        for p in (self.maskmem_tpos_enc, self.no_mem_embed, self.no_mem_pos_enc):
-            nn.init.trunc_normal_(p, std=0.02)
+        if cfg.num_maskmem > 0:  # a model without memory (num_maskmem = 0) has none of its modules
+            self.memory_attention = MemoryAttention(c, m, cfg.mem_attn_layers, cfg.mem_attn_heads,
+                                                    cfg.mem_attn_ffn_dim, cfg.mem_attn_dropout, cfg.rope_theta)
+            self.memory_encoder = MemoryEncoder(c, m, cfg.mem_fuser_layers)
+            self.maskmem_tpos_enc = nn.Parameter(torch.zeros(cfg.num_maskmem, 1, 1, m))
+            self.no_mem_embed = nn.Parameter(torch.zeros(1, 1, c))
+            self.no_mem_pos_enc = nn.Parameter(torch.zeros(1, 1, c))
+            for p in (self.maskmem_tpos_enc, self.no_mem_embed, self.no_mem_pos_enc):
+                nn.init.trunc_normal_(p, std=0.02)
         if cfg.pred_obj_scores and cfg.use_obj_ptrs_in_encoder:
             self.no_obj_ptr = nn.Parameter(torch.zeros(1, c))
             nn.init.trunc_normal_(self.no_obj_ptr, std=0.02)
@@ -147,6 +148,11 @@ class SAM2Model(nn.Module):
         self.obj_ptr_tpos_proj = nn.Linear(c, m) if cfg.proj_tpos_enc_in_obj_ptrs else nn.Identity()
 
     # ------------------------------------------------------------------ utilities
+    @property
+    def has_memory(self) -> bool:
+        """False for models that segment each slice from its prompt alone (num_maskmem = 0)."""
+        return self.cfg.num_maskmem > 0
+
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
@@ -317,6 +323,8 @@ class SAM2Model(nn.Module):
     def encode_memory(self, feats: ImageFeatures, high_res_masks: torch.Tensor, object_score_logits: torch.Tensor,
                       is_mask_from_pts: bool) -> Tuple[torch.Tensor, torch.Tensor]:
         """Memory of a frame from its raw features and mask logits (B, 1, S, S) → (features, pos), (B, M, h, w)."""
+        if self.cfg.num_maskmem == 0:
+            return None, None
         if self.cfg.binarize_mask_from_pts_for_mem_enc and is_mask_from_pts and not self.training:
             mask = (high_res_masks > 0).float()
         else:
