@@ -176,3 +176,28 @@ def test_box_tracking_follows_the_object_and_stops_after_it(lite_model):
     assert dice(pred, gt) > 0.8
     assert not pred[~present].any()
     assert sess.features.encoded < 16  # the passes ended where the object did
+
+
+def test_cli_model_option_on_a_2d_image(tmp_path, lite_model):
+    """`medmem segment image.png --box ... --model medmem_lite_256` (no --slice for a 2D image) gives the
+    ImagePredictor's mask; --model with --checkpoint is refused."""
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from medmem.cli import main
+
+    img = _phantom(3, 200)
+    Image.fromarray(img).save(tmp_path / "img.png")
+    out = tmp_path / "mask.png"
+    box = [50.0, 60.0, 140.0, 160.0]
+    res = CliRunner().invoke(main, ["segment", str(tmp_path / "img.png"), "--box", ",".join(map(str, box)),
+                                    "--model", "medmem_lite_256", "--out", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output
+    got = np.asarray(Image.open(out)) > 0
+    pred = medmem.ImagePredictor(lite_model)
+    pred.set_image(img)
+    want = pred.predict(box=box, multimask_output=False)[0][0]
+    assert want.sum() > 1000 and (got != want).sum() <= 2
+    res = CliRunner().invoke(main, ["segment", str(tmp_path / "img.png"), "--box", "1,1,5,5", "--model",
+                                    "medmem_lite_256", "--checkpoint", str(out), "--out", str(tmp_path / "m2.png")])
+    assert res.exit_code != 0 and "not both" in res.output and not (tmp_path / "m2.png").exists()

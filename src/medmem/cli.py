@@ -21,6 +21,12 @@ def models_cmd() -> None:
         cfg = get_config(name)
         n = SAM2Model.count_parameters(cfg)
         click.echo(f"{name:<26} {n / 1e6:>9.2f}M  {cfg.image_size:>10}  {cfg.description}")
+    from medmem.pretrained import DEFAULT_MODEL, PRETRAINED
+
+    click.echo("\npretrained (`--model NAME`, `medmem.build_model(NAME, pretrained=True)`):")
+    for name, p in PRETRAINED.items():
+        mark = " (default)" if name == DEFAULT_MODEL else ""
+        click.echo(f"  {name:<24} {p.summary}{mark}")
 
 
 def _register_subgroups() -> None:

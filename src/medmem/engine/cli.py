@@ -22,24 +22,32 @@ def _fail(e: BaseException) -> click.ClickException:
     return click.ClickException(_one_line(e))
 
 
-def _load_model(checkpoint: Optional[str], config: Optional[str], device: Optional[str]):
-    """The model from --checkpoint/--config (or the bundled default); bad weights -> a one-line error."""
+def _load_model(checkpoint: Optional[str], config: Optional[str], device: Optional[str], name: Optional[str] = None):
+    """The model from --checkpoint/--config, or a named pretrained model (--model; default: the bundled
+    default model); bad weights -> a one-line error."""
     import medmem
 
-    from .pipeline import default_model_path
-
     if checkpoint is None:
-        path = default_model_path()
-        if path is None:
-            raise click.ClickException("this build has no bundled default model; pass --checkpoint PATH [--config NAME]")
         if config is not None:
             raise click.ClickException("--config only applies with --checkpoint")
-        checkpoint = str(path)
+        try:
+            return medmem.build_model(name or "default", pretrained=True, device=device)
+        except (ValueError, KeyError, RuntimeError, FileNotFoundError) as e:
+            raise click.ClickException(f"--model {name or 'default'}: {_one_line(e)}") from None
+    if name is not None:
+        raise click.ClickException("give --model or --checkpoint, not both")
     try:
         return medmem.build_model(config, checkpoint=checkpoint, device=device)
     except (ValueError, KeyError, RuntimeError) as e:  # CheckpointError is a ValueError
         msg = _one_line(e)
         raise click.ClickException(msg if str(checkpoint) in msg else f"--checkpoint {checkpoint}: {msg}") from None
+
+
+def _model_option(f):
+    from ..pretrained import PRETRAINED
+
+    return click.option("--model", "model_name", type=click.Choice(sorted(PRETRAINED)), default=None,
+                        help="a pretrained model by name (default: the bundled default model; see `medmem models`)")(f)
 
 
 def _read(path: Path):
@@ -154,6 +162,7 @@ def _resolve_input(value: str) -> Path:
 @click.option("--window", "intensity", default="auto", help="intensity: auto | percentile | a CT window name")
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), help="weights (.pt/.safetensors)")
 @click.option("--config", "config", help="model config name (default: inferred from the checkpoint)")
+@_model_option
 @click.option("--device", default=None, help="cpu | cuda | mps (default: best available)")
 @click.option("--overlay", type=click.Path(path_type=Path), help="PNG mosaic of slices with contours")
 @click.option("--report", type=click.Path(path_type=Path), help="JSON report with per-slice confidence")
@@ -162,7 +171,7 @@ def _resolve_input(value: str) -> Path:
                    "per object, in the report")
 @click.option("--quiet", is_flag=True)
 def segment_cmd(input_path: Path, out: Path, prompts_file, box, slice_idx, points, policy, axis, direction, intensity,
-                checkpoint, config, device, overlay, report, reference, quiet):
+                checkpoint, config, model_name, device, overlay, report, reference, quiet):
     """Segment a volume (NIfTI, NRRD, MHA, MGZ, DICOM folder, video, image) from prompts on any slice.
 
     Outputs are checked before any work starts; every file is written atomically, and only after the
@@ -203,7 +212,7 @@ def segment_cmd(input_path: Path, out: Path, prompts_file, box, slice_idx, point
             else:
                 objects = parse_cli_prompts(vol, axis, box, slice_idx, list(points))
             if model is None:
-                model = _load_model(checkpoint, config, device)
+                model = _load_model(checkpoint, config, device, model_name)
             labels, rep, session = segment_volume(model, vol, objects, policy=policy, axis=axis, direction=direction,
                                                   progress=not quiet, intensity=intensity)
             if reference is not None:

@@ -102,7 +102,9 @@ def parse_cli_prompts(volume, axis, box: Optional[str], slice_idx: Optional[int]
     prompts = []
     if box is not None:
         if slice_idx is None:
-            raise ValueError("--box needs --slice")
+            if np.asarray(volume.array).shape[0] != 1 or axis not in (None, 0, "0"):
+                raise ValueError("--box needs --slice (the slice the box is drawn on)")
+            slice_idx = 0  # a 2D image: its only slice
         try:
             b = tuple(float(v) for v in box.split(","))
         except ValueError:
