@@ -168,3 +168,22 @@ def test_reference_scores_the_result(tmp_path, weights):
     args[-1] = str(tmp_path / "ref_small.nii.gz")
     res = CliRunner().invoke(main, args)
     assert res.exit_code != 0 and "does not match" in res.output and not out2.exists()
+
+
+@pytest.mark.parametrize("kind,ext", [("nifti2", ".nii.gz"), ("mgh", ".mgz")])
+def test_segment_formats_users_bring_writes_the_same_format(tmp_path, weights, kind, ext):
+    """NIfTI-2 and FreeSurfer MGZ (ITK reads neither) in, a mask in the same format and geometry out."""
+    import nibabel as nib
+
+    data = np.full((48, 40, 10), -800, np.int16)  # (X, Y, Z)
+    data[12:40, 10:30, 2:8] = 60
+    aff = np.array([[0.0, 0.0, 3.0, 5.0], [0.7, 0.0, 0.0, -20.0], [0.0, 0.9, 0.0, 10.0], [0, 0, 0, 1]])  # permuted axes
+    src = tmp_path / f"scan{ext}"
+    nib.save((nib.Nifti2Image if kind == "nifti2" else nib.MGHImage)(data, aff), str(src))
+    out = tmp_path / f"mask{ext}"
+    res = CliRunner().invoke(main, ["segment", str(src), "--out", str(out), "--box", "12,10,40,30", "--slice", "5",
+                                    "--axis", "0", "--checkpoint", str(weights), "--window", "soft_tissue", "--quiet"])
+    assert res.exit_code == 0, res.output
+    back = nib.load(str(out))
+    assert type(back) is type(nib.load(str(src))) and back.shape == data.shape
+    np.testing.assert_allclose(back.affine, aff, atol=1e-4)

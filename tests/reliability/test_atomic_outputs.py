@@ -98,11 +98,13 @@ def test_sigterm_during_a_write_leaves_no_temporary_file(tmp_path, monkeypatch):
     previous = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
-        exit_on_sigterm()
+        restore = exit_on_sigterm()
         if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
             pytest.fail("exit_on_sigterm installed no handler: SIGTERM would kill the process without cleaning up")
         with pytest.raises(SystemExit) as stop:
             write_mask(_expected(1), Volume(np.zeros(SHAPE, np.int16)), tmp_path / "mask.nii.gz")
+        restore()
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the command leaves no handler behind
     finally:
         signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
     assert stop.value.code == 128 + signal.SIGTERM

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import click
 import numpy as np
@@ -65,17 +65,21 @@ def _read(path: Path):
     return vol
 
 
-def exit_on_sigterm() -> None:
+def exit_on_sigterm() -> Callable[[], None]:
     """Turn SIGTERM into SystemExit, so that atomic writes remove their temporary files on the way out.
 
-    Only from the main thread, and only where nobody installed a handler already.
+    Only from the main thread, and only where nobody installed a handler already. Returns a
+    function that puts the previous handler back (the command restores it when it ends).
     """
     import signal
     import sys
     import threading
 
-    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or previous != signal.SIG_DFL:
+        return lambda: None
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 def _check_outputs(out: Path, overlay: Optional[Path], report: Optional[Path], batch: bool) -> None:
@@ -177,12 +181,22 @@ def segment_cmd(input_path: Path, out: Path, prompts_file, box, slice_idx, point
     Outputs are checked before any work starts; every file is written atomically, and only after the
     whole case succeeded. Bad input ends in a one-line error, exit code 1, and no output file.
     """
+    restore = exit_on_sigterm()
+    try:
+        _segment(input_path, out, prompts_file, box, slice_idx, points, policy, axis, direction, intensity,
+                 checkpoint, config, model_name, device, overlay, report, reference, quiet)
+    finally:
+        restore()
+
+
+def _segment(input_path: Path, out: Path, prompts_file, box, slice_idx, points, policy, axis, direction, intensity,
+             checkpoint, config, model_name, device, overlay, report, reference, quiet) -> None:
+    """The body of `medmem segment` (see :func:`segment_cmd`)."""
     from ..io import ImageReadError, ImageWriteError, PromptFileError, load_prompts, read_volume, write_mask
     from ..io.overlay import overlay_mosaic, write_json_atomic, write_png_atomic
     from ..io.writers import check_mask_output
     from .pipeline import parse_cli_prompts, segment_volume
 
-    exit_on_sigterm()
     if axis is not None and axis.isdigit():
         axis = int(axis)
     cases, batch = _cases(input_path)
