@@ -20,6 +20,76 @@ OFFICIAL_YAML = {
 }
 
 
+#: what the official video-predictor builder adds to every YAML (its "postprocessing" switches)
+VIDEO_OVERRIDES = [
+    "++model._target_=sam2.sam2_video_predictor.SAM2VideoPredictor",
+    "++model.sam_mask_decoder_extra_args.dynamic_multimask_via_stability=true",
+    "++model.sam_mask_decoder_extra_args.dynamic_multimask_stability_delta=0.05",
+    "++model.sam_mask_decoder_extra_args.dynamic_multimask_stability_thresh=0.98",
+    "++model.binarize_mask_from_pts_for_mem_enc=true",
+    "++model.fill_hole_area=8",
+]
+
+
+def official_model_yaml(name: str) -> dict:
+    """The `model` section of an official YAML, composed with the video builder's overrides (no model built)."""
+    import sam2  # noqa: F401  (initialises hydra with the package's config module)
+    from hydra import compose
+    from omegaconf import OmegaConf
+
+    cfg = compose(config_name=OFFICIAL_YAML[name], overrides=VIDEO_OVERRIDES)
+    OmegaConf.resolve(cfg)
+    return OmegaConf.to_container(cfg.model)
+
+
+def official_values(model_yaml: dict) -> dict:
+    """{medmem config path: official value} for every setting both sides have.
+
+    A setting the YAML leaves out takes the default of the official class it configures.
+    """
+    import inspect
+
+    from sam2.modeling.backbones.hieradet import Hiera
+    from sam2.modeling.sam2_base import SAM2Base
+    from sam2.sam2_video_predictor import SAM2VideoPredictor
+
+    def defaults(cls) -> dict:
+        sig = inspect.signature(cls.__init__).parameters.items()
+        return {k: p.default for k, p in sig if p.default is not inspect.Parameter.empty}
+
+    def tuples(v):
+        return tuple(tuples(x) for x in v) if isinstance(v, (list, tuple)) else v
+
+    out = {}
+    top = {**defaults(SAM2Base), **defaults(SAM2VideoPredictor), **model_yaml}
+    for k, v in top.items():
+        if not isinstance(v, dict) and not k.startswith("_"):
+            out[k] = tuples(v)
+    for k, v in (model_yaml.get("sam_mask_decoder_extra_args") or {}).items():
+        out[k] = v
+    enc = model_yaml["image_encoder"]
+    trunk = {**defaults(Hiera), **enc["trunk"]}
+    for k, v in trunk.items():
+        if not k.startswith("_"):
+            out[f"trunk.{k}"] = tuples(v)
+    neck = enc["neck"]
+    out.update({"trunk.scalp": enc.get("scalp", 0), "trunk.d_model": neck["d_model"],
+                "trunk.channel_list": tuples(neck["backbone_channel_list"]),
+                "trunk.fpn_top_down_levels": tuples(neck["fpn_top_down_levels"]),
+                "trunk.fpn_interp_mode": neck["fpn_interp_model"], "hidden_dim": neck["d_model"]})
+    att = model_yaml["memory_attention"]
+    layer, sa, ca = att["layer"], att["layer"]["self_attention"], att["layer"]["cross_attention"]
+    out.update({"mem_attn_layers": att["num_layers"], "mem_attn_ffn_dim": layer["dim_feedforward"],
+                "mem_attn_dropout": layer["dropout"], "mem_attn_heads": sa["num_heads"],
+                "rope_theta": sa["rope_theta"], "feat_size": sa["feat_sizes"][0], "mem_dim": ca["kv_in_dim"]})
+    assert sa["feat_sizes"][0] == sa["feat_sizes"][1] and sa["dropout"] == ca["dropout"] == layer["dropout"]
+    assert sa["num_heads"] == ca["num_heads"] and att["d_model"] == layer["d_model"] == neck["d_model"]
+    mem = model_yaml["memory_encoder"]
+    assert mem["out_dim"] == ca["kv_in_dim"]
+    out["mem_fuser_layers"] = mem["fuser"]["num_layers"]
+    return out
+
+
 def build_official_from_yaml(name: str, video: bool = False):
     """The official model built by the official hydra config (CPU, eval, random weights)."""
     from sam2.build_sam import build_sam2, build_sam2_video_predictor
