@@ -8,7 +8,6 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from helpers import jreq, post_form, request, wait_job
@@ -186,3 +185,31 @@ def test_dicom_series_upload_and_dicom_seg_download(server, tmp_path):
     assert seg.Modality == "SEG" and seg.SegmentSequence[0].SegmentLabel == "organ"
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == src.SeriesInstanceUID
     assert seg.FrameOfReferenceUID == src.FrameOfReferenceUID
+
+
+def test_sessions_survive_a_server_restart(model, data_dir, tmp_path):
+    """Autosave: a new server on the same work folder rebuilds a session from its saved prompt log."""
+    from conftest import start_server
+
+    first = start_server(model, tmp_path)
+    try:
+        code, st = post_form(first.url + "/api/sessions", {}, [("files", "blob.nii.gz",
+                                                                 (data_dir / "blob.nii.gz").read_bytes())])
+        assert code == 200, st
+        sid = st["session_id"]
+        jreq("POST", f"{first.url}/api/sessions/{sid}/prompts", {"axis": "axial", "slice": 4, "box": [8, 10, 32, 38]})
+        jreq("POST", f"{first.url}/api/sessions/{sid}/propagate")
+        wait_job(first.url, sid)
+        jreq("PATCH", f"{first.url}/api/sessions/{sid}/objects/1", {"name": "kept"})
+        before = first.ctx.store.get(sid).edit.label_volume().copy()
+    finally:
+        first.stop()
+    second = start_server(model, tmp_path)
+    try:
+        st = wait_job(second.url, sid)
+        assert st["job"]["kind"] == "restore" and st["job"]["state"] == "done", st["job"]
+        assert st["objects"][0]["name"] == "kept" and st["history"][0]["propagated"]
+        np.testing.assert_array_equal(second.ctx.store.get(sid).edit.label_volume(), before)
+        assert jreq("GET", f"{second.url}/api/sessions/{'B' * 24}")[0] == 404
+    finally:
+        second.stop()

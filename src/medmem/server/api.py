@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Optional
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel
 
@@ -85,7 +85,8 @@ def build_router(ctx: Context) -> APIRouter:
             if files:
                 path, shown = store_uploads([(f.filename, f.file) for f in files], folder,
                                             ctx.config.max_upload_bytes)
-                vol, src = read_input(path, shown), {"kind": "upload", "name": shown}
+                vol = read_input(path, shown)
+                src = {"kind": "upload", "name": shown, "stored": str(path.relative_to(folder))}
             elif source:
                 vol, src = ctx.open_named(source)
             else:
@@ -155,13 +156,18 @@ def build_router(ctx: Context) -> APIRouter:
         e = entry.edit
 
         def run():
-            oid = body.obj if body.obj is not None else e.add_object()
             if body.box is None and body.points is None:
                 raise ValueError("give a box [x0, y0, x1, y1] or points [[x, y], ...] with labels")
             labels = body.labels
             if body.points is not None and labels is None:
                 labels = [1] * len(body.points)
-            e.prompt(oid, body.axis, body.slice, box=body.box, points=body.points, labels=labels, add=body.add)
+            oid = body.obj if body.obj is not None else e.add_object()
+            try:
+                e.prompt(oid, body.axis, body.slice, box=body.box, points=body.points, labels=labels, add=body.add)
+            except ValueError:
+                if body.obj is None:      # no empty object left behind by a refused first prompt
+                    e.delete_object(oid)
+                raise
             e.label_volume()
             return oid
 

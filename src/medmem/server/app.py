@@ -12,13 +12,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from ..io import ImageReadError, ImageWriteError
 from . import api, monai_label
 from .config import ServerConfig
 from .context import Context
 from .security import Guard, is_loopback
 from .store import Busy, SessionNotFound, SessionStore
-from .uploads import TooLarge, UploadError
+from .uploads import TooLarge
 
 log = logging.getLogger("medmem.server")
 STATIC = ("index.html", "app.js", "app.css")
@@ -49,6 +48,7 @@ def create_app(config: ServerConfig, model=None):
     store = SessionStore(root, config.session_ttl_s, config.max_sessions,
                          threading.BoundedSemaphore(max(1, config.compute_slots)))
     ctx = Context(config, model, store, getattr(getattr(model, "cfg", None), "name", "model"))
+    store.restorer = ctx.restore
     app = FastAPI(title="medmem", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.ctx = ctx
 

@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import List, Tuple
 
 from .config import ServerConfig
-from .store import SessionStore
+from .session import EditSession
+from .store import Entry, SessionStore
 from .uploads import UploadError, read_input, resolve_data_file
 
 
@@ -19,7 +20,7 @@ class Context:
 
     def open_named(self, source: str) -> Tuple[object, dict]:
         """A volume from `sample:NAME` or `data:RELATIVE/PATH` (under --data); never a client path."""
-        from ..io import list_samples, sample_path
+        from ..io import sample_path
 
         if source.startswith("sample:"):
             name = source.split(":", 1)[1]
@@ -31,6 +32,26 @@ class Context:
             p = resolve_data_file(self.config.data_dir, rel)
             return read_input(p, rel), {"kind": "data", "name": rel}
         raise UploadError("source must be sample:NAME or data:RELATIVE/PATH (or upload a file)")
+
+    def restore(self, sid: str, folder: Path, saved: dict) -> Entry:
+        """Rebuild a saved session (after a server restart): reopen its image, reload the objects and
+        the prompt log, and replay the log as a background job."""
+        src = dict(saved["source"])
+        if src["kind"] == "sample":
+            vol, _ = self.open_named(src["name"])
+        elif src["kind"] == "data":
+            vol, _ = self.open_named("data:" + src["name"])
+        else:
+            p = (folder / src["stored"]).resolve()
+            if folder.resolve() not in p.parents:
+                raise ValueError("saved input lies outside its session folder")
+            vol = read_input(p, src["name"])
+        edit = EditSession(self.model, vol, policy=self.config.policy)
+        edit.load_json(saved.get("edit", {}))
+        entry = Entry(sid, folder, edit, src, created=float(saved.get("created", 0.0)))
+        if edit.history:
+            self.store.start_job(entry, "restore", lambda progress: edit.replay_all(progress))
+        return entry
 
 
 def volume_samples() -> List[str]:

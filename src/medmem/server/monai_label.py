@@ -197,7 +197,7 @@ def build_router(ctx: Context) -> APIRouter:
             path, shown = store_uploads([(f.filename, f.file) for f in files], folder, ctx.config.max_upload_bytes)
             vol = read_input(path, shown)
             entry = store.add(sid, folder, EditSession(ctx.model, vol, policy=ctx.config.policy),
-                              {"kind": "monai-label", "name": shown})
+                              {"kind": "monai-label", "name": shown, "stored": str(path.relative_to(folder))})
         except BaseException:
             store.discard(folder)
             raise
@@ -232,7 +232,7 @@ def build_router(ctx: Context) -> APIRouter:
             try:
                 path, shown = store_uploads([(file.filename, file.file)], folder, ctx.config.max_upload_bytes)
                 entry = store.add(sid, folder, EditSession(ctx.model, read_input(path, shown)),
-                                  {"kind": "monai-label", "name": shown})
+                                  {"kind": "monai-label", "name": shown, "stored": str(path.relative_to(folder))})
             except BaseException:
                 store.discard(folder)
                 raise

@@ -69,8 +69,10 @@ class EditSession:
         """Remove an object with all its steps (not undoable)."""
         self._info(oid)
         del self.objects[oid]
+        gone = {id(s) for s in self.history + self.redo_stack if s.obj == oid}
         self.history = [s for s in self.history if s.obj != oid]
-        self._snapshots.clear()
+        for k in gone & set(self._snapshots):
+            del self._snapshots[k]
         self.redo_stack = [s for s in self.redo_stack if s.obj != oid]
         if self.vs is not None and oid in self.vs.objects:
             self.vs.remove_object(oid)

@@ -77,6 +77,18 @@ class SessionStore:
         self.compute = compute or threading.BoundedSemaphore(1)
         self._sessions: Dict[str, Entry] = {}
         self._lock = threading.Lock()
+        # rebuilds a session from its folder after a restart (set by the app): (sid, folder, saved) -> Entry
+        self.restorer: Optional[Callable[[str, Path, dict], Entry]] = None
+        self._restoring = threading.Lock()
+        self._sweep_stale()
+
+    def _sweep_stale(self) -> None:
+        """Remove session folders that an earlier server left and that have outlived the TTL."""
+        now = time.time()
+        for d in self.root.iterdir():
+            saved = d / "session.json"
+            if d.is_dir() and _ID.match(d.name) and saved.is_file() and now - saved.stat().st_mtime > self.ttl_s:
+                shutil.rmtree(d, ignore_errors=True)
 
     # ------------------------------------------------------------------ lifecycle
     def new_folder(self) -> tuple[str, Path]:
@@ -109,9 +121,32 @@ class SessionStore:
         with self._lock:
             entry = self._sessions.get(sid)
         if entry is None:
+            entry = self._restore(sid)
+        if entry is None:
             raise SessionNotFound(f"no session {sid!r} (it may have expired)")
         entry.last_access = time.time()
         return entry
+
+    def _restore(self, sid: str) -> Optional[Entry]:
+        """A session saved by an earlier server on the same work folder, or None."""
+        saved = self.root / sid / "session.json"
+        if self.restorer is None or not saved.is_file():
+            return None
+        if time.time() - saved.stat().st_mtime > self.ttl_s:
+            shutil.rmtree(saved.parent, ignore_errors=True)
+            return None
+        with self._restoring:
+            with self._lock:
+                if sid in self._sessions:      # restored by a concurrent request meanwhile
+                    return self._sessions[sid]
+            try:
+                data = json.loads(saved.read_text(encoding="utf-8"))
+                entry = self.restorer(sid, saved.parent, data)
+            except (ValueError, KeyError, OSError, TypeError):
+                return None
+            with self._lock:
+                self._sessions[sid] = entry
+            return entry
 
     def remove(self, sid: str) -> None:
         entry = self.get(sid)
