@@ -36,7 +36,7 @@ def _register_subgroups() -> None:
 
     main.add_command(data_group)
     # commands that live next to their subsystem; each module exposes `commands` (a list of click commands)
-    for mod in ("medmem.train.cli", "medmem.engine.cli"):
+    for mod in ("medmem.train.cli", "medmem.engine.cli", "medmem.eval.cli"):
         try:
             m = importlib.import_module(mod)
         except ModuleNotFoundError as e:  # subsystem not present in this checkout

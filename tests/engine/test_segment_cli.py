@@ -187,3 +187,31 @@ def test_segment_formats_users_bring_writes_the_same_format(tmp_path, weights, k
     back = nib.load(str(out))
     assert type(back) is type(nib.load(str(src))) and back.shape == data.shape
     np.testing.assert_allclose(back.affine, aff, atol=1e-4)
+
+
+def test_policy_options_reach_the_bank_and_bad_ones_write_nothing(tmp_path, weights):
+    _ct(tmp_path / "ct.nii.gz")
+    base = ["segment", str(tmp_path / "ct.nii.gz"), "--box", "12,10,40,30", "--slice", "5", "--axis", "0",
+            "--checkpoint", str(weights), "--quiet"]
+    res = CliRunner().invoke(main, base + ["--out", str(tmp_path / "m.nii.gz"), "--policy", "self_sorting",
+                                           "--policy-opt", "k=2", "--policy-opt", "capacity=5",
+                                           "--report", str(tmp_path / "r.json")])
+    assert res.exit_code == 0, res.output
+    mem = json.loads((tmp_path / "r.json").read_text())["objects"][0]["memory"]
+    assert mem["policy"] == "self_sorting" and mem["k"] == 2 and mem["capacity"] == 5
+    res = CliRunner().invoke(main, base + ["--out", str(tmp_path / "m2.nii.gz"), "--policy-opt", "nope=1"])
+    assert res.exit_code != 0 and "unknown option 'nope'" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "m2.nii.gz").exists()
+
+
+def test_axes_fuse_orientations_from_a_3d_box(tmp_path, weights):
+    _ct(tmp_path / "ct.nii.gz")
+    prompts = {"objects": [{"id": 1, "prompts": [{"type": "box3d", "slice": 5, "box": [12, 10, 40, 30],
+                                                  "z_range": [2, 7]}]}]}
+    (tmp_path / "p.json").write_text(json.dumps(prompts))
+    out = tmp_path / "m.nii.gz"
+    res = CliRunner().invoke(main, ["segment", str(tmp_path / "ct.nii.gz"), "--prompts", str(tmp_path / "p.json"),
+                                    "--axes", "axial,coronal,sagittal", "--checkpoint", str(weights), "--out",
+                                    str(out), "--overlay", str(tmp_path / "ov.png"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert sitk.ReadImage(str(out)).GetSize() == (48, 40, 10) and (tmp_path / "ov.png").exists()

@@ -77,9 +77,12 @@ def test_freeze_groups():
     assert frozen and all(n.startswith("image_encoder.") and ".adapter." not in n for n in frozen)
     adapters = [n for n in names if ".adapter." in n]
     assert adapters and all(dict(m.named_parameters())[n].requires_grad for n in adapters)
-    # every parameter belongs to exactly one freeze group
+    # every parameter belongs to exactly one component group ("litemedsam" is a union of components)
     for n in names:
-        assert sum(pred(n) for pred in FREEZE_GROUPS.values()) == 1, n
+        assert sum(pred(n) for g, pred in FREEZE_GROUPS.items() if g != "litemedsam") == 1, n
+    lite = [n for n in names if FREEZE_GROUPS["litemedsam"](n)]
+    assert lite and all(n.split(".")[0] in ("image_encoder", "sam_prompt_encoder", "sam_mask_decoder") for n in lite)
+    assert not FREEZE_GROUPS["litemedsam"]("sam_mask_decoder.pred_obj_score_head.layers.0.weight")
     groups = param_groups(m, 1e-3, 0.1)
     check_groups_cover(m, groups)
     assert not any(n in frozen for g in groups for n in g["names"])

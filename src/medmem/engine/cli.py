@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Callable, List, Optional
 
@@ -161,7 +162,11 @@ def _resolve_input(value: str) -> Path:
 @click.option("--slice", "slice_idx", type=int, help="slice index of --box along --axis")
 @click.option("--point", "points", multiple=True, help="X,Y,Z[,LABEL] (LABEL 1 = foreground, 0 = background)")
 @click.option("--policy", default="fifo", type=click.Choice(["fifo", "self_sorting", "confidence"]))
+@click.option("--policy-opt", "policy_opts", multiple=True, metavar="KEY=VALUE",
+              help="memory-policy option, repeatable (k=4, rule=released, bank=FILE, save_bank=FILE, share_bank=true)")
 @click.option("--axis", default=None, help="slicing axis: axial | coronal | sagittal | 0 | 1 | 2")
+@click.option("--axes", default=None,
+              help="multi-orientation: comma list of axial,coronal,sagittal, fused (each object needs a 3D box)")
 @click.option("--direction", default="both", type=click.Choice(["both", "forward", "backward"]))
 @click.option("--window", "intensity", default="auto", help="intensity: auto | percentile | a CT window name")
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), help="weights (.pt/.safetensors)")
@@ -174,8 +179,8 @@ def _resolve_input(value: str) -> Path:
               help="reference mask (path or sample:NAME) to score the result against: Dice, NSD@2mm, HD95 "
                    "per object, in the report")
 @click.option("--quiet", is_flag=True)
-def segment_cmd(input_path: Path, out: Path, prompts_file, box, slice_idx, points, policy, axis, direction, intensity,
-                checkpoint, config, model_name, device, overlay, report, reference, quiet):
+def segment_cmd(input_path: Path, out: Path, prompts_file, box, slice_idx, points, policy, policy_opts, axis, axes,
+                direction, intensity, checkpoint, config, model_name, device, overlay, report, reference, quiet):
     """Segment a volume (NIfTI, NRRD, MHA, MGZ, DICOM folder, video, image) from prompts on any slice.
 
     Outputs are checked before any work starts; every file is written atomically, and only after the
@@ -183,22 +188,29 @@ def segment_cmd(input_path: Path, out: Path, prompts_file, box, slice_idx, point
     """
     restore = exit_on_sigterm()
     try:
-        _segment(input_path, out, prompts_file, box, slice_idx, points, policy, axis, direction, intensity,
-                 checkpoint, config, model_name, device, overlay, report, reference, quiet)
+        _segment(input_path, out, prompts_file, box, slice_idx, points, policy, policy_opts, axis, axes, direction,
+                 intensity, checkpoint, config, model_name, device, overlay, report, reference, quiet)
     finally:
         restore()
 
 
-def _segment(input_path: Path, out: Path, prompts_file, box, slice_idx, points, policy, axis, direction, intensity,
-             checkpoint, config, model_name, device, overlay, report, reference, quiet) -> None:
+def _segment(input_path: Path, out: Path, prompts_file, box, slice_idx, points, policy, policy_opts, axis, axes,
+             direction, intensity, checkpoint, config, model_name, device, overlay, report, reference, quiet) -> None:
     """The body of `medmem segment` (see :func:`segment_cmd`)."""
     from ..io import ImageReadError, ImageWriteError, PromptFileError, load_prompts, read_volume, write_mask
     from ..io.overlay import overlay_mosaic, write_json_atomic, write_png_atomic
     from ..io.writers import check_mask_output
     from .pipeline import parse_cli_prompts, segment_volume
 
+    from ..memory.policies import parse_policy_options
+
     if axis is not None and axis.isdigit():
         axis = int(axis)
+    try:
+        policy_kwargs = parse_policy_options(list(policy_opts), policy)
+    except ValueError as e:
+        raise _fail(e) from None
+    axes_list = [a.strip() for a in axes.split(",") if a.strip()] if axes else None
     cases, batch = _cases(input_path)
     if reference is not None and batch:
         raise click.ClickException("--reference applies to a single input, not a batch")
@@ -227,8 +239,21 @@ def _segment(input_path: Path, out: Path, prompts_file, box, slice_idx, points, 
                 objects = parse_cli_prompts(vol, axis, box, slice_idx, list(points))
             if model is None:
                 model = _load_model(checkpoint, config, device, model_name)
-            labels, rep, session = segment_volume(model, vol, objects, policy=policy, axis=axis, direction=direction,
-                                                  progress=not quiet, intensity=intensity)
+            if axes_list:
+                from .multi_axis import segment_multi_axis
+
+                t0 = time.perf_counter()
+                labels, rep = segment_multi_axis(model, vol, objects, axes=axes_list, policy=policy,
+                                                 policy_options=policy_kwargs, intensity=intensity)
+                rep["seconds"] = round(time.perf_counter() - t0, 3)
+                voxel_ml = float(np.prod(vol.spacing)) / 1000.0
+                for o in rep["objects"]:
+                    o["volume_ml"] = round(o["voxels"] * voxel_ml, 3)
+                session = None
+            else:
+                labels, rep, session = segment_volume(model, vol, objects, policy=policy, axis=axis,
+                                                      direction=direction, progress=not quiet, intensity=intensity,
+                                                      policy_kwargs=policy_kwargs)
             if reference is not None:
                 from ..eval.reference import score_against_reference
 
@@ -246,8 +271,11 @@ def _segment(input_path: Path, out: Path, prompts_file, box, slice_idx, points, 
         try:  # write everything only after the whole case succeeded; each write is atomic
             write_mask(labels if vol.array.shape[0] > 1 or labels.ndim == 2 else labels, vol, target, labels=names or None)
             if overlay is not None or batch:
-                arr = session.view.array if session.view is not None else vol.array
-                mosaic = overlay_mosaic(arr, session.label_map())
+                if session is None:  # multi-orientation: the fused labels, in the volume's array order
+                    mosaic = overlay_mosaic(vol.array, labels)
+                else:
+                    arr = session.view.array if session.view is not None else vol.array
+                    mosaic = overlay_mosaic(arr, session.label_map())
                 png = (out / f"{_stem(image_path)}_overlay.png") if batch else overlay
                 if png is not None:
                     write_png_atomic(mosaic, png)

@@ -90,6 +90,7 @@ def segment_volume(model: SAM2Model, volume, objects: Sequence, *, policy: str =
             "volume_ml": round(float((label_vol == oid).sum()) * voxel_ml, 3),
             "slices_present": [r["slice"] for r in rows if r.get("present") and (labels[r["slice"]] == oid).any()],
             "slices_to_review": [r["slice"] for r in rows if r.get("review")],
+            "memory": session.memory_stats(oid),
             "per_slice": rows,
         })
     return label_vol, report, session

@@ -72,7 +72,7 @@ class TrainConfig:
     memory: str = "fifo"                  # "fifo" (SAM 2) or "confidence" (SAMed-2 bank, in addition)
     bank_capacity: int = 640
     bank_k: int = 4
-    bank_threshold: float = 0.5
+    bank_threshold: float = 0.0
     bank_conf_weight: float = 1.0
     # ---- schedule
     schedule: str = "standard"            # "standard" or "continual" (tasks in sequence)

@@ -19,7 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..engine.features import adapter_layout
 from ..memory.entry import FrameMemory
+from ..model.temporal_adapter import centred_clip
 from ..memory.fifo import select_fifo
 from ..model.sam2 import HeadsOutput, ImageFeatures, MaskMemory, ObjectPointer, SAM2Model
 from .bank import Candidate, TrainingBank
@@ -124,6 +126,12 @@ def encode_clips(model: SAM2Model, images: torch.Tensor, no_grad_trunk: bool = F
     """images (B, T, 3, S, S) → per-frame features [T × (B, ...)]. With a temporal adapter, clips
     (T > 1) are padded by repeating their last frame to a multiple of its clip length."""
     b, t = images.shape[:2]
+    mode, window = adapter_layout(model)
+    if mode == "centred":  # each frame in a window centred on it (ends repeated), as the engine encodes slices
+        idx = [j for i in range(t) for j in centred_clip(i, t, window)]
+        feats = encode(model, images[:, idx].flatten(0, 1), window, no_grad_trunk)
+        base = torch.arange(b, device=images.device) * t * window + window // 2
+        return [feats.select(base + i * window) for i in range(t)]
     nf = adapter_frames(model) if t > 1 else 1
     tp = -(-t // nf) * nf
     if tp != t:
@@ -228,6 +236,7 @@ class ClipForward(nn.Module):
                     sums[k] = sums[k] + losses[k].sum()
                 supervised += 1
             if self.bank is not None and mask_in is None and mem_f is not None:
-                self.candidates += TrainingBank.candidates(f.vision_feats, mem_f, mem_p, heads.obj_ptr,
-                                                           heads.object_score_logits, _kept_iou(heads))
+                self.candidates += TrainingBank.candidates(
+                    f.vision_feats, mem_f, mem_p, heads.obj_ptr, heads.object_score_logits, _kept_iou(heads),
+                    key_feats=out.pix_feat_with_mem, masks=heads.low_res_masks, grid=self.bank.grid)
         return sums, supervised

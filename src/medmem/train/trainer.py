@@ -377,8 +377,8 @@ class Trainer:
                 meta = {"medmem_train": json.dumps({"steps": self.step, "model": self.model.cfg.name,
                                                     "memory": cfg.memory, "data": cfg.data})}
                 result.weights = save_weights(self.model, self.out / WEIGHTS, extra_meta=meta)
-                if self.bank is not None:
-                    self.bank.policy.save(self.out / BANK)
+            if self.bank is not None:  # every rank's entries, gathered (collective); rank 0 writes
+                self.bank.save(self.out / BANK, self.dist)
             ddp.barrier(self.dist)
         if self.continual is not None:
             result.continual = self.continual.to_dict()

@@ -23,7 +23,6 @@ from ..memory.fifo import select_fifo
 from ..model.sam2 import ImageFeatures, MaskMemory, ObjectPointer, SAM2Model
 from .bank import TrainingBank
 from .data import PreparedCase
-from .step import adapter_frames
 
 
 def pick_cases(cases: Sequence[PreparedCase], max_cases: int = 0) -> List[PreparedCase]:
@@ -50,17 +49,14 @@ def _box_input(box, source_hw, size: int, device) -> tuple:
 
 
 def _encode_range(model: SAM2Model, case: PreparedCase, z0: int, z1: int, device, chunk: int = 16) -> List[ImageFeatures]:
-    nf = adapter_frames(model) if z1 > z0 else 1
-    chunk = max(nf, chunk // nf * nf)
-    feats: List[ImageFeatures] = []
-    for s in range(z0, z1 + 1, chunk):
-        idx = list(range(s, min(s + chunk, z1 + 1)))
-        n = len(idx)
-        pad = (-n) % nf
-        x = case.model_input(idx + [idx[-1]] * pad, device)
-        f = model.encode_image(x, num_frames=nf)
-        feats += [f.select(i) for i in range(n)]
-    return feats
+    """Features of slices z0..z1, encoded as the engine encodes them (temporal adapter windows included)."""
+    from ..engine.features import FeatureCache
+    from ..engine.frames import TensorFrameSource
+
+    idx = list(range(z0, z1 + 1))
+    cache = FeatureCache(model, TensorFrameSource(case.model_input(idx, device), case.source_hw), chunk=chunk,
+                         max_cached=len(idx))
+    return [cache.get(i) for i in range(len(idx))]
 
 
 def _step(model: SAM2Model, f: ImageFeatures, bank: Optional[TrainingBank], is_cond: bool, mems, ptrs, tmax, points):
