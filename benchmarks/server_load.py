@@ -12,10 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import socket
 import statistics
 import subprocess
 import sys
+import shutil
 import tempfile
 import threading
 import time
@@ -102,6 +104,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("server_load.json"))
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))   # stop the server child too (finally below)
 
     from medmem.io import sample_path
 
@@ -148,6 +151,7 @@ def main() -> None:
         stop.set()
         proc.terminate()
         proc.wait(30)
+        shutil.rmtree(work, ignore_errors=True)
     wall = time.perf_counter() - wall0
 
     def summary(v):

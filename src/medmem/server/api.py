@@ -135,19 +135,19 @@ def build_router(ctx: Context) -> APIRouter:
     @r.post("/sessions/{sid}/objects")
     def add_object(sid: str, body: ObjectIn) -> dict:
         entry = store.get(sid)
-        oid = store.run_sync(entry, lambda: entry.edit.add_object(body.name, body.color))
+        oid = store.run_locked(entry, lambda: entry.edit.add_object(body.name, body.color))
         return {"id": oid, "state": state(entry)}
 
     @r.patch("/sessions/{sid}/objects/{oid}")
     def update_object(sid: str, oid: int, body: ObjectIn) -> dict:
         entry = store.get(sid)
-        store.run_sync(entry, lambda: entry.edit.update_object(oid, body.name, body.color))
+        store.run_locked(entry, lambda: entry.edit.update_object(oid, body.name, body.color))
         return state(entry)
 
     @r.delete("/sessions/{sid}/objects/{oid}")
     def delete_object(sid: str, oid: int) -> dict:
         entry = store.get(sid)
-        store.run_sync(entry, lambda: entry.edit.delete_object(oid))
+        store.run_locked(entry, lambda: entry.edit.delete_object(oid))
         return state(entry)
 
     @r.post("/sessions/{sid}/prompts")
@@ -209,7 +209,7 @@ def build_router(ctx: Context) -> APIRouter:
     @r.get("/sessions/{sid}/confidence/{oid}")
     def confidence(sid: str, oid: int) -> dict:
         entry = store.get(sid)
-        rows = store.run_sync(entry, lambda: entry.edit.confidence(oid)) if not entry.busy else None
+        rows = store.run_locked(entry, lambda: entry.edit.confidence(oid)) if not entry.busy else None
         if rows is None:
             raise Busy("session is busy; ask again when the job has finished")
         return {"obj": oid, "axis": entry.edit.axis, "rows": rows,
@@ -237,7 +237,7 @@ def build_router(ctx: Context) -> APIRouter:
             names = {k: o.name for k, o in e.objects.items()}
             write_mask(labels, e.volume, target, labels=names or None)
 
-        store.run_sync(entry, write)
+        store.run_locked(entry, write)    # no model run: does not wait for the compute slot
         media = "application/gzip" if format == "nifti" else "application/dicom"
         return FileResponse(target, media_type=media, filename=name)
 

@@ -153,6 +153,8 @@ class SessionStore:
         with self._lock:
             self._sessions.pop(sid, None)
         shutil.rmtree(entry.folder, ignore_errors=True)
+        del entry
+        _release_memory()
 
     def expire(self) -> int:
         """Drop sessions idle for longer than the TTL (not while a job runs); returns how many."""
@@ -163,6 +165,8 @@ class SessionStore:
                 self._sessions.pop(e.sid, None)
         for e in old:
             shutil.rmtree(e.folder, ignore_errors=True)
+        if old:
+            _release_memory()
         return len(old)
 
     def _evict_one(self) -> None:
@@ -182,6 +186,17 @@ class SessionStore:
             return list(self._sessions)
 
     # ------------------------------------------------------------------ work
+    def run_locked(self, entry: Entry, fn: Callable[[], object]):
+        """Run a light read or edit (no model run) under the session lock only; Busy if a job runs."""
+        if entry.busy:
+            raise Busy(f"session is busy ({entry.job.kind} running); wait for it to finish")
+        with entry.lock:
+            if entry.busy:
+                raise Busy(f"session is busy ({entry.job.kind} running)")
+            out = fn()
+            entry.save()
+            return out
+
     def run_sync(self, entry: Entry, fn: Callable[[], object]):
         """Run a short edit now (under the session lock and the compute slot); Busy if a job runs."""
         if entry.busy:
@@ -222,3 +237,16 @@ class SessionStore:
 
         threading.Thread(target=work, name=f"medmem-{kind}-{entry.sid[:6]}", daemon=True).start()
         return job
+
+
+def _release_memory() -> None:
+    """Give freed heap pages back to the system (glibc keeps them per thread arena otherwise)."""
+    import gc
+
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
