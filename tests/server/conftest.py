@@ -12,14 +12,17 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-pytest.importorskip("fastapi", reason="the serve extra is not installed (pip install 'medmem[serve]')")
-pytest.importorskip("uvicorn", reason="the serve extra is not installed (pip install 'medmem[serve]')")
-pytest.importorskip("multipart", reason="the serve extra is not installed (pip install 'medmem[serve]')")
+
+
+def need_serve_extra() -> None:
+    """Skip the calling test module where the serve extra is missing (never at conftest level)."""
+    for mod in ("fastapi", "uvicorn", "multipart"):
+        pytest.importorskip(mod, reason="the serve extra is not installed (pip install 'medmem[serve]')")
 
 
 @pytest.fixture(scope="session")
 def model():
-    from medmem.server.app import load_model
+    from medmem.server.models import load_model
 
     return load_model(device="cpu")
 

@@ -10,8 +10,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from conftest import need_serve_extra
 from helpers import jreq, post_form, request, wait_job
 from medmem.io import read_volume
+
+need_serve_extra()
 
 
 def _open(server, source="data:blob.nii.gz") -> dict:

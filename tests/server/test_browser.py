@@ -14,8 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import need_serve_extra
 from helpers import jreq
 from medmem.io import read_volume
+
+need_serve_extra()
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -4,9 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import need_serve_extra
 from medmem.io import read_volume
-from medmem.server.monai_label import segment_request
 from slicer_client import SlicerLikeClient
+
+need_serve_extra()
+from medmem.server.monai_label import segment_request  # noqa: E402  (needs FastAPI)
 
 
 @pytest.fixture()

@@ -12,8 +12,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from conftest import start_server
+from conftest import need_serve_extra, start_server
 from helpers import jreq, multipart, post_form, request
+
+need_serve_extra()
 
 TOKEN = "s3cret-token-for-tests"
 

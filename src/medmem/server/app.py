@@ -6,7 +6,6 @@ import tempfile
 import threading
 from importlib import resources
 from pathlib import Path
-from typing import Optional
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -15,25 +14,13 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from . import api, monai_label
 from .config import ServerConfig
 from .context import Context
+from .models import load_model  # noqa: F401  (re-exported for the command)
 from .security import Guard, is_loopback
 from .store import Busy, SessionNotFound, SessionStore
 from .uploads import TooLarge
 
 log = logging.getLogger("medmem.server")
 STATIC = ("index.html", "app.js", "app.css")
-
-
-def load_model(checkpoint: Optional[str] = None, device: Optional[str] = None):
-    """The model `medmem segment` would use: `checkpoint`, else the bundled default model."""
-    import medmem
-    from ..engine.pipeline import default_model_path
-
-    if checkpoint is None:
-        path = default_model_path()
-        if path is None:
-            raise ValueError("this build has no bundled default model; pass --checkpoint PATH")
-        checkpoint = str(path)
-    return medmem.build_model(checkpoint=checkpoint, device=device)
 
 
 def _static(name: str) -> bytes:
