@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from conftest import need_serve_extra
+from server_live import need_serve_extra, start_server
 from helpers import jreq, post_form, request, wait_job
 from medmem.io import read_volume
 
@@ -192,7 +192,6 @@ def test_dicom_series_upload_and_dicom_seg_download(server, tmp_path):
 
 def test_sessions_survive_a_server_restart(model, data_dir, tmp_path):
     """Autosave: a new server on the same work folder rebuilds a session from its saved prompt log."""
-    from conftest import start_server
 
     first = start_server(model, tmp_path)
     try:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import need_serve_extra
+from server_live import need_serve_extra
 from helpers import jreq
 from medmem.io import read_volume
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import need_serve_extra
+from server_live import need_serve_extra
 from medmem.io import read_volume
 from slicer_client import SlicerLikeClient
 

@@ -12,7 +12,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from conftest import need_serve_extra, start_server
+from server_live import need_serve_extra, start_server
 from helpers import jreq, multipart, post_form, request
 
 need_serve_extra()

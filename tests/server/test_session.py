@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import blob_volume
+from server_live import blob_volume
 from medmem.io import Volume
 from medmem.server.session import EditSession
 
