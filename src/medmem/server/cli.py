@@ -41,6 +41,9 @@ def serve_cmd(host: str, port: int, checkpoint: Optional[str], data_dir: Optiona
     cfg = ServerConfig(host=host, port=port, data_dir=data_dir, work_dir=workdir, token=token,
                        max_upload_mb=max_upload_mb, session_ttl_s=float(session_ttl))
     try:
+        from ..allocator import limit_arenas
+
+        limit_arenas(2)  # memory goes back down as sessions come and go (see medmem.allocator)
         model = load_model(checkpoint, device)
     except (ValueError, OSError) as e:
         raise click.ClickException(str(e))
