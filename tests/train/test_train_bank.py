@@ -1,6 +1,5 @@
 """The training bank: keys, empty predictions, and DDP ranks gathering their entries before saving."""
 import os
-import socket
 
 import pytest
 import torch
@@ -9,6 +8,7 @@ import torch.multiprocessing as mp
 from medmem.config import get_config
 from medmem.memory.bank import MemoryBank
 from medmem.train.bank import TrainingBank
+from train_helpers import free_port, join_cpu_group
 
 CFG = get_config("test_tiny")
 FS = CFG.image_size // 16
@@ -35,16 +35,8 @@ def test_empty_predictions_never_enter_and_keys_follow_key_feats():
     torch.testing.assert_close(bank.policy.bank.keys[0], feature_key(kf, bank.grid)[0])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
-                      LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
+    join_cpu_group(rank, world, port)
     from medmem.train import ddp
 
     info = ddp.init_distributed("cpu")
@@ -57,7 +49,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
 
 @pytest.mark.timeout(240)
 def test_ddp_ranks_gather_their_entries_before_saving(tmp_path):
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     r0, r1 = (torch.load(tmp_path / f"r{r}.pt") for r in (0, 1))
     assert r0["saved"] and not r1["saved"]                  # rank 0 writes
     assert r0["conf"] == r1["conf"]                         # every rank holds the merged bank

@@ -1,6 +1,5 @@
 """DDP on CPU: 2 processes, gloo backend, joined through torchrun-style environment variables."""
 import os
-import socket
 import sys
 
 import pytest
@@ -9,20 +8,15 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 HERE = os.path.dirname(__file__)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, HERE)
+from train_helpers import free_port  # noqa: E402
 
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
-                      LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
     sys.path.insert(0, HERE)
-    from train_helpers import mixed_cases
+    from train_helpers import join_cpu_group, mixed_cases
+
+    join_cpu_group(rank, world, port)
 
     from medmem.train import TrainConfig, Trainer
 
@@ -40,7 +34,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
 
 @pytest.mark.timeout(240)
 def test_ddp_two_cpu_ranks_agree(tmp_path):
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     assert all(torch.equal(r0["init"][k], r1["init"][k]) for k in r0["init"])

@@ -42,3 +42,23 @@ def case_3d(i: int, split: str = "train", size: int = 48, depth: int = 6, task: 
 def mixed_cases(n_train: int = 2, n_val: int = 1) -> list:
     return ([case_2d(i) for i in range(n_train)] + [case_3d(i) for i in range(n_train)]
             + [case_2d(100 + i, "val") for i in range(n_val)] + [case_3d(100 + i, "val") for i in range(n_val)])
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback, for a gloo rendezvous."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def join_cpu_group(rank: int, world: int, port: int) -> None:
+    """Environment of one torchrun-like CPU rank on the loopback (one thread each)."""
+    import os
+
+    import torch
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
