@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -22,27 +21,18 @@ import torch
 
 import medmem
 from medmem.data.synth import load_manifest
-from medmem.engine.volume import VolumeSession
 from medmem.eval.metrics import dice, hd95, nsd
+from medmem.eval.one_box import box_of, largest_slice, propagate_from_box
 from medmem.io import read_volume, sample_path
 
 
-def box_of(mask2d: np.ndarray):
-    ys, xs = np.nonzero(mask2d)
-    return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
-
-
 def segment_3d(model, image, gt, policy="fifo", intensity="auto"):
-    """Box on the largest slice of gt (axis 0), propagate both ways → (S, H, W) bool, seconds."""
-    areas = gt.reshape(gt.shape[0], -1).sum(1)
-    s = int(np.argmax(areas))
-    sess = VolumeSession(model, image, policy=policy, intensity=intensity,
-                         policy_kwargs={} if policy == "fifo" else dict(capacity=16))
-    t0 = time.perf_counter()
-    sess.add_prompt(s, 1, box=box_of(gt[s]))
-    for _ in sess.propagate("both"):
-        pass
-    return sess.masks(1), time.perf_counter() - t0, s
+    """Box on the largest slice of gt (axis 0), propagate both ways → (S, H, W) bool, seconds, slice."""
+    s = largest_slice(gt)
+    opts = {} if policy == "fifo" else dict(capacity=16)
+    pred, secs, _ = propagate_from_box(model, image, s, box_of(gt[s]), policy, intensity,
+                                       session_kwargs=dict(policy_kwargs=opts))
+    return pred, secs, s
 
 
 def evaluate_mni(model) -> dict:
