@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
+
+from ..atomic import atomic_path
 
 
 def task_index(step: int, steps_per_task: int, num_tasks: int) -> int:
@@ -80,11 +80,8 @@ class ContinualLog:
     def write(self, path: Union[str, Path]) -> Path:
         """Write ``to_dict()`` as JSON, atomically."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(self.to_dict(), f, indent=1)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(self.to_dict(), indent=1))
         return path
 
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +22,7 @@ import numpy as np
 import torch
 
 from ..allocator import tune_allocator
+from ..atomic import atomic_path
 from ..checkpoint import adapt_layout, infer_config, load_weights, read_state_dict, save_weights, strip_prefixes
 from ..config import SAM2Config, TemporalAdapterConfig, get_config
 from ..model.sam2 import SAM2Model
@@ -96,16 +95,9 @@ def amp_dtype(cfg: TrainConfig, device: torch.device) -> Optional[torch.dtype]:
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    """``torch.save`` through `medmem.atomic.atomic_path` (never a half-written checkpoint)."""
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _rng_state(device: torch.device) -> dict:
