@@ -19,12 +19,12 @@ def _file_mode() -> int:
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success ``os.replace`` it onto ``path``.
 
-    ``suffix`` (default: the file's own suffix) ends the temporary name, for writers that pick a
-    format from the extension. On an exception the temporary file is removed and ``path`` untouched.
+    ``suffix`` (default: all the name's suffixes, ".nii.gz" for "ct.nii.gz") ends the temporary name,
+    for writers that pick a format from the extension. On an exception the temporary file is removed and ``path`` untouched.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix if suffix is not None else path.suffix}",
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix if suffix is not None else ''.join(path.suffixes)}",
                                dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)

@@ -43,6 +43,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..io.filenames import natural_key
+
 __all__ = [
     "Case",
     "LayoutError",
@@ -136,10 +138,6 @@ class Case:
 # --------------------------------------------------------------------------- helpers
 def _visible(p: Path) -> bool:
     return not p.name.startswith(".")  # also skips macOS "._x.nii.gz" resource forks
-
-
-def _natural(name: str) -> list[Any]:
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
 
 
 def read_png_mask(path: Path) -> np.ndarray:
@@ -294,7 +292,7 @@ def iter_nnunet(root: str | os.PathLike, split: Literal["train", "test"] = "trai
             "layout": "nnunet_v2"}
     explicit = info["raw"].get("dataset")
     if split == "train" and isinstance(explicit, dict):
-        for cid, entry in sorted(explicit.items(), key=lambda kv: _natural(kv[0])):
+        for cid, entry in sorted(explicit.items(), key=lambda kv: natural_key(kv[0])):
             images = [_rel(root, p) for p in entry.get("images", [])]
             label = _rel(root, entry["label"]) if entry.get("label") else None
             for p in [*images, *([label] if label else [])]:
@@ -320,7 +318,7 @@ def iter_nnunet(root: str | os.PathLike, split: Literal["train", "test"] = "trai
                                   f"{_case_id(p, ending)}_0000{ending}")
             continue
         groups[m["case"]][int(m["ch"])] = p
-    for cid in sorted(groups, key=_natural):
+    for cid in sorted(groups, key=natural_key):
         chans = groups[cid]
         want = list(range(n_chan))
         if sorted(chans) != want:
@@ -339,7 +337,7 @@ _SLICE_RE = re.compile(r"^(?P<volume>.+?)[_-]slice[_-]?(?P<index>\d+)$", re.I)
 
 def _task_dirs(root: Path, tasks: Sequence[str] | None) -> list[Path]:
     found = sorted((p for p in root.iterdir() if p.is_dir() and _visible(p)
-                    and (p / "image").is_dir() and (p / "mask").is_dir()), key=lambda p: _natural(p.name))
+                    and (p / "image").is_dir() and (p / "mask").is_dir()), key=lambda p: natural_key(p.name))
     if tasks is not None:
         names = {p.name for p in found}
         unknown = [t for t in tasks if t not in names]
@@ -389,7 +387,7 @@ def iter_samed2(
     for task in task_dirs:
         if split is None:
             images = sorted((p for p in (task / "image").iterdir() if p.is_file() and _visible(p)),
-                            key=lambda p: _natural(p.name))
+                            key=lambda p: natural_key(p.name))
         else:
             list_file = task / f"{split}.txt"
             if list_file.is_file():
@@ -492,7 +490,7 @@ def iter_cvpr_npz(
         if root.is_file():
             files = [root]
         elif root.is_dir():
-            files = sorted((p for p in root.rglob("*.npz") if _visible(p)), key=lambda p: _natural(str(p)))
+            files = sorted((p for p in root.rglob("*.npz") if _visible(p)), key=lambda p: natural_key(str(p)))
         else:
             raise LayoutError(f"{root}: no such file or folder")
     else:

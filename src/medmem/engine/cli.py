@@ -10,8 +10,6 @@ from typing import Callable, List, Optional
 import click
 import numpy as np
 
-VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".mgz", ".mgh")
-
 
 def _one_line(e: BaseException) -> str:
     """An exception's message on one line (multi-line messages joined with '; ')."""
@@ -106,7 +104,9 @@ def _check_outputs(out: Path, overlay: Optional[Path], report: Optional[Path], b
 
 
 def _is_volume_file(p: Path) -> bool:
-    return any(p.name.lower().endswith(s) for s in VOLUME_SUFFIXES)
+    from ..io.filenames import is_volume_file
+
+    return is_volume_file(p)
 
 
 def _cases(input_path: Path):
@@ -130,11 +130,9 @@ def _cases(input_path: Path):
 
 
 def _stem(p: Path) -> str:
-    name = p.name
-    for s in VOLUME_SUFFIXES:
-        if name.lower().endswith(s):
-            return name[: -len(s)]
-    return p.stem
+    from ..io.filenames import strip_suffix
+
+    return strip_suffix(p.name)
 
 
 def _resolve_input(value: str) -> Path:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .errors import DicomSeriesError, GeometryWarning, ImageReadError, ImageWriteError
+from .filenames import DICOM_EXTS
 from .geometry import Geometry
 
 __all__ = [
@@ -37,7 +38,6 @@ __all__ = [
     "write_dicom_seg",
 ]
 
-DICOM_EXTS = {".dcm", ".dicom", ".ima", ".dic"}
 #: modalities that carry no image to segment (skipped when scanning a folder)
 NON_IMAGE_MODALITIES = {"SEG", "RTSTRUCT", "RTPLAN", "RTRECORD", "SR", "PR", "KO", "REG", "DOC", "FID"}
 _DICOMDIR_CLASS = "1.2.840.10008.1.3.10"

@@ -20,7 +20,6 @@ the path and the reason; geometry repairs are :class:`GeometryWarning`.
 from __future__ import annotations
 
 import os
-import re
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -28,33 +27,13 @@ from typing import Any, Literal
 import numpy as np
 
 from .errors import ImageReadError, NonFiniteWarning
+from .filenames import DICOM_EXTS, IMAGE_EXTS, SUFFIXES, natural_key, suffix_of
 from .geometry import Geometry
 from .volume import Volume
 
-__all__ = ["read_volume", "guess_format", "natural_key", "IMAGE_EXTS", "VIDEO_EXTS", "VOLUME_EXTS"]
+__all__ = ["read_volume", "guess_format"]
 
-VOLUME_EXTS = {".nii": "nifti", ".nii.gz": "nifti", ".nrrd": "nrrd", ".nhdr": "nrrd", ".mha": "metaimage",
-               ".mhd": "metaimage", ".hdr": "analyze", ".img": "analyze", ".img.gz": "analyze",
-               ".vtk": "vtk", ".gipl": "gipl", ".gipl.gz": "gipl",
-               ".mgz": "mgh", ".mgh": "mgh"}
-IMAGE_EXTS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".bmp": "bmp", ".tif": "tiff", ".tiff": "tiff"}
-VIDEO_EXTS = {".mp4": "video", ".avi": "video", ".mov": "video", ".mkv": "video", ".webm": "video",
-              ".m4v": "video", ".mpg": "video", ".mpeg": "video", ".wmv": "video"}
-_DICOM_EXTS = {".dcm", ".dicom", ".ima", ".dic"}
 _ITK_FORMATS = ("nifti", "nrrd", "metaimage", "analyze", "vtk", "gipl", "mgh")
-
-
-def natural_key(name: str) -> list[Any]:
-    """Sort key so that "frame2" < "frame10" (digit runs compare as numbers)."""
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", str(name))]
-
-
-def _suffix(path: Path) -> str:
-    name = path.name.lower()
-    for ext in sorted({**VOLUME_EXTS, **IMAGE_EXTS, **VIDEO_EXTS}, key=len, reverse=True):
-        if name.endswith(ext):
-            return ext
-    return path.suffix.lower()
 
 
 def guess_format(path: str | os.PathLike) -> str:
@@ -64,16 +43,10 @@ def guess_format(path: str | os.PathLike) -> str:
     p = Path(path)
     if p.is_dir():
         return _folder_kind(p)[0]
-    ext = _suffix(p)
-    if ext in VOLUME_EXTS:
-        return VOLUME_EXTS[ext]
-    if ext in IMAGE_EXTS:
-        return IMAGE_EXTS[ext]
-    if ext in VIDEO_EXTS:
-        return "video"
-    if ext in _DICOM_EXTS or is_dicom_file(p):
-        return "dicom"
-    return "unknown"
+    ext = suffix_of(p)
+    if ext in SUFFIXES:
+        return SUFFIXES[ext][0]
+    return "dicom" if is_dicom_file(p) else "unknown"
 
 
 def _folder_kind(folder: Path) -> tuple[str, list[Path]]:
@@ -81,9 +54,9 @@ def _folder_kind(folder: Path) -> tuple[str, list[Path]]:
 
     entries = sorted((p for p in folder.iterdir() if not p.name.startswith(".")), key=lambda p: natural_key(p.name))
     files = [p for p in entries if p.is_file()]
-    frames = [p for p in files if _suffix(p) in IMAGE_EXTS]
-    if any(_suffix(p) in _DICOM_EXTS for p in files) or any(
-        is_dicom_file(p) for p in files[:20] if _suffix(p) not in IMAGE_EXTS
+    frames = [p for p in files if suffix_of(p) in IMAGE_EXTS]
+    if any(suffix_of(p) in DICOM_EXTS for p in files) or any(
+        is_dicom_file(p) for p in files[:20] if suffix_of(p) not in IMAGE_EXTS
     ):
         return "dicom", files
     if frames:
@@ -229,7 +202,7 @@ def _read_tiff(path: Path, channel: int | None) -> tuple[np.ndarray, dict[str, A
 
 
 def _read_2d(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
-    ext = _suffix(path)
+    ext = suffix_of(path)
     if ext == ".png":
         return _read_png(path)
     return _read_pillow(path)
@@ -306,7 +279,7 @@ def _is_grey(rgb: np.ndarray, tol: int = 3) -> bool:
 
 
 def _read_frames(folder: Path, files: list[Path]) -> tuple[np.ndarray, dict[str, Any]]:
-    frames = [(_tiff_2d(f) if _suffix(f) in (".tif", ".tiff") else _read_2d(f))[0] for f in files]
+    frames = [(_tiff_2d(f) if suffix_of(f) in (".tif", ".tiff") else _read_2d(f))[0] for f in files]
     shapes = {a.shape[:2] for a in frames}
     if len(shapes) > 1:
         raise ImageReadError(f"{folder}: frames have different sizes {sorted(shapes)[:4]}; cannot stack them")
@@ -328,7 +301,7 @@ def _tiff_2d(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
 def _companions(path: Path) -> list[str]:
     """The file and, for header/data pairs (.mhd/.raw, .nhdr/.raw, .hdr/.img), its data files."""
     out = [str(path.resolve())]
-    ext = _suffix(path)
+    ext = suffix_of(path)
     if ext in (".mhd", ".nhdr", ".hdr", ".img", ".img.gz"):
         stem = path.name[: -len(ext)]
         for p in path.parent.iterdir():

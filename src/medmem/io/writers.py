@@ -21,45 +21,29 @@ import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..atomic import atomic_path as _atomic_path
+from ..atomic import atomic_path
 
 import numpy as np
 
 from .errors import ImageWriteError
+from .filenames import DICOM_EXTS, IMAGE_EXTS, WRITTEN_EXTS, strip_suffix, suffix_of
 from .volume import Volume
 
-__all__ = ["write_mask", "write_volume", "atomic_path", "mask_to_label_map", "output_format", "check_mask_output",
+__all__ = ["write_mask", "write_volume", "mask_to_label_map", "output_format", "check_mask_output",
            "MASK_FORMATS"]
 
-_ITK_OUT = {".nii.gz": "nifti", ".nii": "nifti", ".nrrd": "nrrd", ".mha": "metaimage", ".mgz": "mgh", ".mgh": "mgh"}
-_IMG_OUT = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".jpg": "jpeg", ".jpeg": "jpeg", ".bmp": "bmp"}
-_VIDEO_OUT = {".mp4": "video", ".avi": "video"}
 #: formats :func:`write_mask` writes (a mask is a label map, so no lossy or video formats)
 MASK_FORMATS = ("nifti", "nrrd", "metaimage", "mgh", "png", "png-folder", "dicom-seg")
 _MASK_HELP = (".nii.gz, .nii, .nrrd, .mha, .mgz, .png (2D sources), a folder (one PNG per slice) "
               "or .dcm (DICOM-SEG)")
 
 
-def _ext(path: Path) -> str:
-    name = path.name.lower()
-    for ext in (".nii.gz", ".seg.nrrd"):
-        if name.endswith(ext):
-            return ".nrrd" if ext == ".seg.nrrd" else ext
-    return path.suffix.lower()
-
-
 def output_format(path: str | os.PathLike) -> str:
     """Format chosen for an output path: nifti, nrrd, metaimage, mgh, png, tiff, jpeg, bmp, video, dicom-seg, png-folder."""
     p = Path(path)
-    ext = _ext(p)
-    if ext in _ITK_OUT:
-        return _ITK_OUT[ext]
-    if ext in _IMG_OUT:
-        return _IMG_OUT[ext]
-    if ext in _VIDEO_OUT:
-        return "video"
-    if ext in (".dcm", ".dicom"):
-        return "dicom-seg"
+    ext = suffix_of(p)
+    if ext in WRITTEN_EXTS:
+        return "dicom-seg" if ext in DICOM_EXTS else WRITTEN_EXTS[ext]
     if p.is_dir() or str(path).endswith(("/", os.sep)) or ext == "":
         return "png-folder"
     raise ImageWriteError(
@@ -88,12 +72,6 @@ def _guard_inputs(path: Path, like: Volume | None) -> None:
         if _same_file(path, src):
             what = "folder" if Path(src).is_dir() else "file"
             raise ImageWriteError(f"refusing to overwrite an input {what}: {path} is the source {src}")
-
-
-def atomic_path(path: str | os.PathLike):
-    """`medmem.atomic.atomic_path` with the full medical extension (``.nii.gz``) kept on the temp file."""
-    path = Path(path)
-    return _atomic_path(path, _ext(path) or path.suffix)
 
 
 # --------------------------------------------------------------------------- masks
@@ -171,12 +149,7 @@ def mask_to_label_map(
 def _labels_sidecar(path: Path, labels: Mapping[int, str] | None, present: list[int]) -> None:
     if not labels:
         return
-    name = path.name
-    for ext in (".nii.gz", ".nii", ".nrrd", ".mha", ".mgz", ".mgh", ".png"):
-        if name.lower().endswith(ext):
-            name = name[: -len(ext)]
-            break
-    side = path.parent / f"{name}.labels.json" if path.suffix else path / "labels.json"
+    side = path.parent / f"{strip_suffix(path.name)}.labels.json" if path.suffix else path / "labels.json"
     payload = {"labels": {str(int(k)): str(v) for k, v in sorted(labels.items())}, "present": present}
     with atomic_path(side) as tmp:
         tmp.write_text(json.dumps(payload, indent=2))
@@ -197,7 +170,7 @@ def _write_itk(arr: np.ndarray, like: Volume, path: Path, labels: Mapping[int, s
         return
 
     img = to_sitk(arr, like.geometry)
-    if labels and _ext(path) in (".nrrd", ".mha"):
+    if labels and suffix_of(path) in (".nrrd", ".mha"):
         img.SetMetaData("medmem_labels", json.dumps({str(int(k)): str(v) for k, v in labels.items()}))
     with atomic_path(path) as tmp:
         try:
@@ -208,7 +181,7 @@ def _write_itk(arr: np.ndarray, like: Volume, path: Path, labels: Mapping[int, s
 
 def _write_2d(arr2d: np.ndarray, path: Path) -> None:
     """(Y, X) or (Y, X, 3) -> PNG/TIFF/JPEG/BMP; 16-bit kept for PNG and TIFF."""
-    fmt = _IMG_OUT.get(_ext(path))
+    fmt = IMAGE_EXTS.get(suffix_of(path))
     with atomic_path(path) as tmp:
         if fmt == "tiff":
             import tifffile

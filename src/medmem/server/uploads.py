@@ -8,6 +8,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Iterable, List, Optional, Tuple
 
 from ..io import ImageReadError, read_volume
+from ..io.filenames import DICOM_EXTS, IMAGE_EXTS, VIDEO_EXTS, is_volume_file, suffix_of
 
 CHUNK = 1 << 20
 MAX_ZIP_MEMBERS = 5000
@@ -106,8 +107,9 @@ def resolve_data_file(data_dir: Optional[Path], rel: str) -> Path:
     return p
 
 
-VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm", ".png", ".tif", ".tiff",
-                   ".jpg", ".jpeg", ".mp4", ".avi")
+def _listed_file(p: Path) -> bool:
+    """A file offered on its own: a volume, image or video (DICOM files are offered by their folder)."""
+    return is_volume_file(p) or suffix_of(p) in IMAGE_EXTS or suffix_of(p) in VIDEO_EXTS
 
 
 def list_data(data_dir: Optional[Path], limit: int = 500) -> List[str]:
@@ -121,10 +123,9 @@ def list_data(data_dir: Optional[Path], limit: int = 500) -> List[str]:
             break
         if any(part.startswith(".") for part in p.relative_to(root).parts):
             continue
-        name = p.name.lower()
-        if p.is_file() and name.endswith(VOLUME_SUFFIXES) and not name.endswith(".dcm"):
+        if p.is_file() and _listed_file(p):
             out.append(str(p.relative_to(root)))
-        elif p.is_dir() and any(c.suffix.lower() == ".dcm" for c in _first(p.iterdir(), 50)):
+        elif p.is_dir() and any(suffix_of(c) in DICOM_EXTS for c in _first(p.iterdir(), 50)):
             out.append(str(p.relative_to(root)) + "/")
     return out
 
