@@ -13,7 +13,7 @@ import torch
 import medmem
 from medmem.checkpoint import CheckpointError
 from medmem.config import get_config
-from medmem.data.intensity import imagenet_normalize
+from medmem.preprocess import imagenet_normalize
 from medmem.model import MaskMemory, SAM2Model
 from medmem.model.tiny_vit import TinyViTEncoder
 from medmem import pretrained

@@ -6,7 +6,7 @@ from typing import Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from ..data.intensity import Intensity, ResizeMode, prepare_slices, volume_scaler
+from ..preprocess import Intensity, ResizeMode, prepare_slices, volume_scaler
 
 
 class FrameSource:

@@ -14,7 +14,7 @@ from typing import Optional, Tuple, Union
 import numpy as np
 import torch
 
-from ..data.intensity import Intensity, ResizeMode, coords_to_model, prepare_slice, to_source
+from ..preprocess import Intensity, ResizeMode, coords_to_model, prepare_slice, to_source
 from ..model import ImageFeatures, SAM2Model
 from .autocast import autocast
 
@@ -64,7 +64,7 @@ class ImagePredictor:
 
     def __init__(self, model: SAM2Model, *, intensity: Intensity = "auto", resize_mode: ResizeMode = "stretch",
                  mask_threshold: float = 0.0, dtype: Optional[torch.dtype] = None) -> None:
-        """intensity: how pixels are scaled to [0, 1] (see `medmem.data.intensity.to_unit_range`; a CT
+        """intensity: how pixels are scaled to [0, 1] (see `medmem.preprocess.to_unit_range`; a CT
         window name for HU images). dtype: autocast dtype (default bf16 on CUDA, fp32 elsewhere)."""
         self.model = model.eval()
         self.intensity = intensity

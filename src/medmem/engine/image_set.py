@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 import torch
 
-from ..data.intensity import Intensity, ResizeMode, prepare_slice, to_source
+from ..preprocess import Intensity, ResizeMode, prepare_slice, to_source
 from ..memory.entry import FrameMemory
 from ..memory.bank import MemoryBank, feature_key
 from ..memory.policies import BankPolicy, make_policy

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.intensity import ResizeMode, coords_to_model
+from ..preprocess import ResizeMode, coords_to_model
 
 
 @dataclass

@@ -24,7 +24,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from ..data.intensity import Intensity, ResizeMode, to_source
+from ..preprocess import Intensity, ResizeMode, to_source
 from ..memory.entry import FrameMemory
 from ..memory.bank import MemoryBank, feature_key, model_fingerprint
 from ..memory.policies import BankPolicy, MemoryPolicy, make_policy

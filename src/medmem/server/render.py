@@ -7,7 +7,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 from PIL import Image
 
-from ..data.intensity import WINDOW_PRESETS, get_window
+from ..preprocess import WINDOW_PRESETS, get_window
 
 DISPLAY_WINDOWS = ("auto", "soft_tissue", "lung", "bone", "brain", "liver", "mediastinum")
 

@@ -29,7 +29,7 @@ class TrainConfig:
     tasks: Tuple[str, ...] = ()           # restrict to these tasks (all if empty); the order of a continual run
     noisy_labels: bool = False            # train on the noisy labels of a synthetic set (evaluate on clean)
     label_noise: float = 0.0              # corrupt this fraction of training cases on the fly (any data set)
-    intensity: str = "auto"               # scaling to [0, 1] (medmem.data.intensity.to_unit_range)
+    intensity: str = "auto"               # scaling to [0, 1] (medmem.preprocess.to_unit_range)
     val_split: str = "val"                # held-out split (falls back to "test" when a set has no "val")
     val_fraction: float = 0.1             # hold-out share for layouts without a validation split
     val_cases: int = 32                   # at most this many held-out cases per evaluation (0 = all)

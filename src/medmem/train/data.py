@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.intensity import imagenet_normalize, resize_to_model, volume_scaler
+from ..preprocess import imagenet_normalize, resize_to_model, volume_scaler
 
 
 @dataclass

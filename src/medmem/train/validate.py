@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from ..data.intensity import coords_to_model, to_source
+from ..preprocess import coords_to_model, to_source
 from ..data.prompt_sim import box_3d, mask_to_box
 from ..eval.metrics import binary_metrics
 from ..memory.entry import FrameMemory

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from medmem.data import intensity as I
+from medmem import preprocess as I
 
 MEAN = torch.tensor(I.IMAGENET_MEAN)[:, None, None]
 STD = torch.tensor(I.IMAGENET_STD)[:, None, None]
