@@ -30,3 +30,24 @@ def test_subpackages_reachable_from_the_top_level():
 
     assert callable(medmem.io.read_volume) and callable(medmem.eval.metrics.dice)
     assert medmem.VolumeSession.__name__ == "VolumeSession" and medmem.ImageSetSession.__name__ == "ImageSetSession"
+
+
+def test_every_command_names_the_intensity_option_alike():
+    """One name (--intensity, the API's ``intensity=``) and one help text wherever scaling is chosen."""
+    import click
+
+    def walk(cmd, path=()):
+        if isinstance(cmd, click.Group):
+            for name, sub in cmd.commands.items():
+                yield from walk(sub, (*path, name))
+        else:
+            yield path, cmd
+
+    found = {}
+    for path, cmd in walk(main):
+        for p in cmd.params:
+            assert "--window" not in p.opts, path
+            if "--intensity" in p.opts:
+                found[" ".join(path)] = (p.name, p.help)
+    assert {"segment", "train", "eval-interactive"} <= set(found), found
+    assert len(set(found.values())) == 1 and next(iter(found.values()))[0] == "intensity", found

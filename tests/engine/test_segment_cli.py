@@ -33,7 +33,7 @@ def test_segment_nifti_keeps_geometry_and_writes_report_and_overlay(tmp_path, we
     src = _ct(tmp_path / "ct.nii.gz")
     out = tmp_path / "out" / "mask.nii.gz"
     res = CliRunner().invoke(main, ["segment", str(tmp_path / "ct.nii.gz"), "--out", str(out), "--box", "12,10,40,30",
-                                    "--slice", "5", "--axis", "0", "--checkpoint", str(weights), "--window",
+                                    "--slice", "5", "--axis", "0", "--checkpoint", str(weights), "--intensity",
                                     "soft_tissue", "--overlay", str(tmp_path / "ov.png"), "--report",
                                     str(tmp_path / "rep.json"), "--quiet"])
     assert res.exit_code == 0, res.output
@@ -151,7 +151,7 @@ def test_reference_scores_the_result(tmp_path, weights):
     sitk.WriteImage(ref_img, str(tmp_path / "ref.nii.gz"))
     out = tmp_path / "mask.nii.gz"
     args = ["segment", str(tmp_path / "ct.nii.gz"), "--out", str(out), "--box", "12,10,40,30", "--slice", "5",
-            "--axis", "0", "--checkpoint", str(weights), "--window", "soft_tissue", "--report",
+            "--axis", "0", "--checkpoint", str(weights), "--intensity", "soft_tissue", "--report",
             str(tmp_path / "rep.json"), "--reference", str(tmp_path / "ref.nii.gz")]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
@@ -182,7 +182,7 @@ def test_segment_formats_users_bring_writes_the_same_format(tmp_path, weights, k
     nib.save((nib.Nifti2Image if kind == "nifti2" else nib.MGHImage)(data, aff), str(src))
     out = tmp_path / f"mask{ext}"
     res = CliRunner().invoke(main, ["segment", str(src), "--out", str(out), "--box", "12,10,40,30", "--slice", "5",
-                                    "--axis", "0", "--checkpoint", str(weights), "--window", "soft_tissue", "--quiet"])
+                                    "--axis", "0", "--checkpoint", str(weights), "--intensity", "soft_tissue", "--quiet"])
     assert res.exit_code == 0, res.output
     back = nib.load(str(out))
     assert type(back) is type(nib.load(str(src))) and back.shape == data.shape

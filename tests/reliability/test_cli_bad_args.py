@@ -83,7 +83,7 @@ CASES = [
     ("axis out of range", "vol", ["--out", "OUT/m.nii.gz", "--box", "2,2,20,15", "--slice", "3", "--axis", "7"],
      "axis"),
     ("policy unknown", "vol", ["--out", "OUT/m.nii.gz", *BOX, "--policy", "lru"], "Invalid value for '--policy'"),
-    ("window unknown", "vol", ["--out", "OUT/m.nii.gz", *BOX, "--window", "bone_marrow_x"], "bone_marrow_x"),
+    ("window unknown", "vol", ["--out", "OUT/m.nii.gz", *BOX, "--intensity", "bone_marrow_x"], "bone_marrow_x"),
     ("prompts file missing", "vol", ["--out", "OUT/m.nii.gz", "--prompts", "OUT/none.json"], "does not exist"),
     ("prompts not json", "vol", ["--out", "OUT/m.nii.gz", "--prompts", "@bad.json"], "bad.json"),
     ("prompts bad object", "vol", ["--out", "OUT/m.nii.gz", "--prompts", "@badobj.json"], "id"),

@@ -166,7 +166,8 @@ def _resolve_input(value: str) -> Path:
 @click.option("--axes", default=None,
               help="multi-orientation: comma list of axial,coronal,sagittal, fused (each object needs a 3D box)")
 @click.option("--direction", default="both", type=click.Choice(["both", "forward", "backward"]))
-@click.option("--window", "intensity", default="auto", help="intensity: auto | percentile | a CT window name")
+@click.option("--intensity", default="auto",
+              help="scaling to [0, 1]: auto | percentile | minmax | a CT window name (soft_tissue, lung, bone, ...) [auto]")
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), help="weights (.pt/.safetensors)")
 @click.option("--config", "config", help="model config name (default: inferred from the checkpoint)")
 @_model_option

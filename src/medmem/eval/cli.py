@@ -19,7 +19,8 @@ import click
 @click.option("--split", default="test", show_default=True, help="manifest split to evaluate")
 @click.option("--task", "tasks", multiple=True, help="manifest task(s) to evaluate (default: all 3D tasks)")
 @click.option("--max-cases", type=int, default=0, help="stop after this many cases (0 = all)")
-@click.option("--window", "intensity", default="auto", help="intensity: auto | percentile | a CT window name")
+@click.option("--intensity", default="auto",
+              help="scaling to [0, 1]: auto | percentile | minmax | a CT window name (soft_tissue, lung, bone, ...) [auto]")
 @click.option("--seed", default=42, show_default=True, type=int, help="seed of the click tie-breaks")
 @click.option("--out", type=click.Path(path_type=Path), help="JSON with every case's steps and the summary")
 def eval_interactive_cmd(data, checkpoint, config, device, policy, policy_opts, n_clicks, split, tasks, max_cases,

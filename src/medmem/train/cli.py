@@ -49,7 +49,8 @@ def _csv(value: Optional[str]) -> Optional[tuple]:
 @click.option("--steps-per-task", type=int, help="continual: steps per task")
 @click.option("--noisy-labels/--clean-labels", default=None, help="train on the synthetic noisy labels [clean]")
 @click.option("--label-noise", type=float, help="corrupt this fraction of training labels on the fly [0]")
-@click.option("--intensity", help="scaling to [0, 1]: auto, a CT window name, percentile, minmax [auto]")
+@click.option("--intensity",
+              help="scaling to [0, 1]: auto | percentile | minmax | a CT window name (soft_tissue, lung, bone, ...) [auto]")
 @click.option("--val-every", type=int, help="validate every N steps (0 = at the end only) [0]")
 @click.option("--val-cases", type=int, help="held-out cases per validation, 0 = all [32]")
 @click.option("--save-every", type=int, help="checkpoint every N steps [100]")
