@@ -35,6 +35,25 @@ def test_empty_predictions_never_enter_and_keys_follow_key_feats():
     torch.testing.assert_close(bank.policy.bank.keys[0], feature_key(kf, bank.grid)[0])
 
 
+def test_eval_policy_retrieves_what_the_bank_retrieves_and_stays_frozen():
+    """Validation's session policy attends to the same k entries, in the same order, as training's retrieve."""
+    from medmem.memory.bank import feature_key
+
+    bank = TrainingBank(CFG, capacity=8, k=3)
+    for seed, iou in enumerate((0.9, 0.5, 0.7, 0.95)):
+        bank.offer_all(_cands(seed, 2, iou))
+    query = torch.randn(1, CFG.hidden_dim, FS, FS, generator=torch.Generator().manual_seed(9))
+    mems, ptrs = bank.retrieve(query)
+    pol = bank.eval_policy()
+    sel_m, sel_p, _ = pol.select(0, 1, query_key=feature_key(query, bank.grid)[0])
+    assert len(sel_m) == len(mems) == 3 and all(tp == 0 for tp, _ in sel_m)
+    for (_, e), m, (_, pe), p in zip(sel_m, mems, sel_p, ptrs):
+        assert torch.equal(e.maskmem_features, m.features) and torch.equal(pe.obj_ptr, p.ptr)
+    entries = list(bank.policy.bank.entries)
+    pol.add(_cands(20, 1, 0.99)[0][0], _cands(20, 1, 0.99)[0][1])  # frozen: offers never reach the bank
+    assert bank.policy.bank.entries == entries and pol.bank is bank.policy.bank
+
+
 def _worker(rank: int, world: int, port: int, out: str) -> None:
     join_cpu_group(rank, world, port)
     from medmem.train import ddp

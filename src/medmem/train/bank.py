@@ -47,6 +47,13 @@ class TrainingBank:
     def grid(self) -> int:
         return self.policy.bank.grid
 
+    def eval_policy(self) -> ConfidencePolicy:
+        """A frozen `ConfidencePolicy` over this bank (same k, weights and keys), for a `VolumeSession`:
+        each frame attends to SAM 2's FIFO memories plus the k entries this bank's `retrieve` picks."""
+        p = self.policy
+        return ConfidencePolicy(self.cfg, capacity=p.bank.capacity, k=p.k, threshold=p.threshold,
+                                conf_weight=p.conf_weight, relative=False, key_grid=self.grid, bank=p.bank, frozen=True)
+
     def retrieve(self, vision_feats: torch.Tensor) -> Tuple[List[MaskMemory], List[ObjectPointer]]:
         """Top-k entries per sample for features (B, C, h, w) → k memories and pointers of batch B
         (the j-th memory stacks each sample's j-th entry)."""
