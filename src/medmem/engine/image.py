@@ -63,9 +63,14 @@ class ImagePredictor:
     """Prompted 2D segmentation on one image at a time (features are computed once per image)."""
 
     def __init__(self, model: SAM2Model, *, intensity: Intensity = "auto", resize_mode: ResizeMode = "stretch",
-                 mask_threshold: float = 0.0, dtype: Optional[torch.dtype] = None) -> None:
+                 mask_threshold: float = 0.0, dtype: Optional[torch.dtype] = None, backend: str = "torch") -> None:
         """intensity: how pixels are scaled to [0, 1] (see `medmem.preprocess.to_unit_range`; a CT
-        window name for HU images). dtype: autocast dtype (default bf16 on CUDA, fp32 elsewhere)."""
+        window name for HU images). dtype: autocast dtype (default bf16 on CUDA, fp32 elsewhere).
+        backend: "torch", "onnxruntime" or "onnxruntime-int8" (`medmem.export.as_backend`; CPU)."""
+        if backend != "torch":
+            from ..export.backend import as_backend
+
+            model = as_backend(model, backend)
         self.model = model.eval()
         self.intensity = intensity
         self.resize_mode = resize_mode

@@ -67,7 +67,7 @@ class VolumeSession:
                  intensity: Intensity = "auto", resize_mode: ResizeMode = "stretch", chunk: int = 8,
                  dtype: Optional[torch.dtype] = None, storage_dtype: torch.dtype = torch.bfloat16,
                  policy_kwargs: Optional[dict] = None, progress: bool = False, frames=None,
-                 policy_options: Optional[dict] = None) -> None:
+                 policy_options: Optional[dict] = None, backend: str = "torch") -> None:
         """volume: a `medmem.io.Volume`, or an array (S, H, W) / (S, H, W, 3) of slices in order.
         axis: slicing axis of a Volume ("axial" | "coronal" | "sagittal" | 0/1/2).
         policy: "fifo" | "self_sorting" | "confidence", one instance per object.
@@ -76,7 +76,12 @@ class VolumeSession:
         object), ``share_bank`` (one bank for all objects) and ``save_bank`` (path written after
         every `propagate()`).
         dtype: autocast dtype (default bf16 on CUDA); storage_dtype: dtype of stored mask memories.
-        frames: advanced — a ready frame source (`TensorFrameSource`) instead of `volume`."""
+        frames: advanced — a ready frame source (`TensorFrameSource`) instead of `volume`.
+        backend: "torch", "onnxruntime" or "onnxruntime-int8" (`medmem.export.as_backend`; CPU)."""
+        if backend != "torch":
+            from ..export.backend import as_backend
+
+            model = as_backend(model, backend)
         self.model = model.eval()
         self.volume, self.view = None, None
         if frames is None:
