@@ -13,15 +13,15 @@ def main() -> None:
 @main.command("models")
 def models_cmd() -> None:
     """List the registered model configs with their parameter counts."""
-    from medmem.config import list_models, get_config
-    from medmem.model.sam2 import SAM2Model
+    from .config import get_config, list_models
+    from .model.sam2 import SAM2Model
 
     click.echo(f"{'name':<26} {'params':>10}  {'image size':>10}  description")
     for name in list_models():
         cfg = get_config(name)
         n = SAM2Model.count_parameters(cfg)
         click.echo(f"{name:<26} {n / 1e6:>9.2f}M  {cfg.image_size:>10}  {cfg.description}")
-    from medmem.pretrained import DEFAULT_MODEL, PRETRAINED
+    from .pretrained import DEFAULT_MODEL, PRETRAINED
 
     click.echo("\npretrained (`--model NAME`, `medmem.build_model(NAME, pretrained=True)`):")
     for name, p in PRETRAINED.items():
@@ -32,11 +32,11 @@ def models_cmd() -> None:
 def _register_subgroups() -> None:
     import importlib
 
-    from medmem.data.cli import data_group
+    from .data.cli import data_group
 
     main.add_command(data_group)
     # commands that live next to their subsystem; each module exposes `commands` (a list of click commands)
-    for mod in ("medmem.train.cli", "medmem.engine.cli", "medmem.eval.cli"):
+    for mod in ("medmem.train.cli", "medmem.engine.cli", "medmem.eval.cli", "medmem.export.cli"):
         try:
             m = importlib.import_module(mod)
         except ModuleNotFoundError as e:  # subsystem not present in this checkout

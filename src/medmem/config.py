@@ -7,7 +7,7 @@ to derive variants.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace, asdict
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 
 @dataclass(frozen=True)
@@ -267,7 +267,7 @@ register("medmem_lite_mem_256", lambda: SAM2Config(
 OFFICIAL_MODELS = tuple(f"{v}_hiera_{s}" for v in ("sam2", "sam2.1") for s in _TRUNKS)
 
 
-def list_models() -> list[str]:
+def list_models() -> List[str]:
     """Names of all registered configs."""
     return list(_REGISTRY)
 

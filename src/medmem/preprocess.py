@@ -21,35 +21,14 @@ Shapes: a slice is (H, W) grayscale or (H, W, 3) RGB; a stack is (N, H, W) or
 """
 from __future__ import annotations
 
-from typing import Callable, Literal, Sequence, Union
+from typing import Callable, Dict, Literal, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = [
-    "WINDOW_PRESETS",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "get_window",
-    "apply_window",
-    "percentile_bounds",
-    "percentile_normalize",
-    "rescale",
-    "to_unit_range",
-    "resize_to_model",
-    "imagenet_normalize",
-    "prepare_slice",
-    "prepare_slices",
-    "volume_scaler",
-    "content_hw",
-    "to_source",
-    "coords_to_model",
-    "coords_to_source",
-]
-
 #: CT window presets, name -> (width, level) in Hounsfield units.
-WINDOW_PRESETS: dict[str, tuple[float, float]] = {
+WINDOW_PRESETS: Dict[str, Tuple[float, float]] = {
     "soft_tissue": (400.0, 40.0),
     "abdomen": (400.0, 40.0),  # alias of soft_tissue
     "lung": (1500.0, -600.0),
@@ -59,8 +38,8 @@ WINDOW_PRESETS: dict[str, tuple[float, float]] = {
     "mediastinum": (350.0, 50.0),
 }
 
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+IMAGENET_MEAN: Tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: Tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 Intensity = Union[str, tuple, Callable[[np.ndarray], np.ndarray], None]
@@ -83,7 +62,7 @@ def _check_finite(arr: np.ndarray, what: str = "image") -> None:
 
 
 # ----------------------------------------------------------------------------- windows
-def get_window(window: str | Sequence[float]) -> tuple[float, float]:
+def get_window(window: Union[str, Sequence[float]]) -> Tuple[float, float]:
     """Resolve a preset name or a (width, level) pair to (width, level) in HU."""
     if isinstance(window, str):
         key = window.lower().replace("-", "_").replace(" ", "_")
@@ -99,7 +78,7 @@ def get_window(window: str | Sequence[float]) -> tuple[float, float]:
     return width, level
 
 
-def apply_window(image: ArrayLike, window: str | Sequence[float] = "soft_tissue") -> np.ndarray:
+def apply_window(image: ArrayLike, window: Union[str, Sequence[float]] = "soft_tissue") -> np.ndarray:
     """CT windowing to [0, 1]: ``clip((x - (level - width/2)) / width, 0, 1)``.
 
     Any shape; returns float32 of the same shape.
@@ -127,8 +106,8 @@ def percentile_bounds(
     image: ArrayLike,
     lower: float = 0.5,
     upper: float = 99.5,
-    region: Literal["foreground", "all"] | np.ndarray = "all",
-) -> tuple[float, float]:
+    region: Union[Literal["foreground", "all"], np.ndarray] = "all",
+) -> Tuple[float, float]:
     """Intensity percentiles (lower, upper) in %, over the whole image or a region.
 
     ``region="foreground"`` uses the non-zero voxels (as nnU-Net does for MR); if there
@@ -162,7 +141,7 @@ def percentile_normalize(
     image: ArrayLike,
     lower: float = 0.5,
     upper: float = 99.5,
-    region: Literal["foreground", "all"] | np.ndarray = "all",
+    region: Union[Literal["foreground", "all"], np.ndarray] = "all",
 ) -> np.ndarray:
     """Map the [lower, upper] percentiles of the image (or region) to [0, 1], clipped."""
     lo, hi = percentile_bounds(image, lower, upper, region)
@@ -216,7 +195,7 @@ def to_unit_range(image: ArrayLike, intensity: Intensity = "auto") -> np.ndarray
 
 
 # ----------------------------------------------------------------------------- resizing
-def content_hw(source_hw: Sequence[int], size: int, mode: ResizeMode = "stretch") -> tuple[int, int]:
+def content_hw(source_hw: Sequence[int], size: int, mode: ResizeMode = "stretch") -> Tuple[int, int]:
     """Height and width that the image content occupies in the (size, size) model input.
 
     ``stretch``: (size, size). ``pad``: longest side to ``size``, the other
@@ -274,7 +253,7 @@ def resize_to_model(
     return out
 
 
-def _pil_bicubic(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+def _pil_bicubic(x: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
     from PIL import Image
 
     arr = (x.detach().cpu().float().numpy() * 255.0).astype(np.uint8)  # truncation, like MedSAM2
@@ -344,7 +323,7 @@ def prepare_slices(
     resample: Literal["bilinear", "pil_bicubic"] = "bilinear",
     pad_value: float = 0.0,
     chunk: int = 16,
-    device: torch.device | str | None = None,
+    device: Union[torch.device, str, None] = None,
 ) -> torch.Tensor:
     """Many slices (N, H, W) or (N, H, W, 3) -> model input (N, 3, size, size) float32.
 
@@ -368,7 +347,7 @@ def prepare_slice(
     mode: ResizeMode = "stretch",
     resample: Literal["bilinear", "pil_bicubic"] = "bilinear",
     pad_value: float = 0.0,
-    device: torch.device | str | None = None,
+    device: Union[torch.device, str, None] = None,
 ) -> torch.Tensor:
     """One slice (H, W) or (H, W, 3), any dtype -> model input (3, size, size) float32.
 
@@ -408,7 +387,7 @@ def to_source(
     logits: torch.Tensor,
     source_hw: Sequence[int],
     mode: ResizeMode = "stretch",
-    size: int | None = None,
+    size: Optional[int] = None,
 ) -> torch.Tensor:
     """Map masks/logits (…, L, L) at model resolution back to the source grid (…, H, W).
 
@@ -438,7 +417,7 @@ def to_source(
     return x.reshape(*lead, h, w)
 
 
-def _scale_xy(source_hw: Sequence[int], size: int, mode: ResizeMode) -> tuple[float, float]:
+def _scale_xy(source_hw: Sequence[int], size: int, mode: ResizeMode) -> Tuple[float, float]:
     h, w = int(source_hw[0]), int(source_hw[1])
     ch, cw = content_hw((h, w), size, mode)
     return cw / w, ch / h

@@ -181,8 +181,3 @@ def pretrained_state_dict(name: str) -> StateDict:
             raise FileNotFoundError(f"this build of medmem lacks {p.asset} (the weights of {name})")
         sd, _ = read_state_dict(path)
     return lite_state_dict(sd) if p.litemedsam else sd
-
-
-__all__ = ["PackagedWeights", "LITEMEDSAM", "packaged_path", "litemedsam_state_dict", "lite_state_dict",
-           "trained_parts", "is_litemedsam_key", "write_lite_init", "write_trained_parts", "TRAINED_PARTS_META",
-           "Pretrained", "PRETRAINED", "DEFAULT_MODEL", "pretrained_state_dict"]

@@ -23,7 +23,7 @@ def data_group() -> None:
 @click.option("--tasks", default=None, help="Comma-separated subset of task names (default: all).")
 def synth_cmd(out: str, seed: int, size: int, noise: float, cases_per_task: int | None, tasks: str | None) -> None:
     """Write the synthetic MedBank-mini set to OUT (manifest.json + NIfTI/PNG cases)."""
-    from medmem.data.synth import DEFAULT_CASES_PER_TASK, generate
+    from .synth import DEFAULT_CASES_PER_TASK, generate
 
     names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
     t0 = time.perf_counter()
@@ -38,7 +38,7 @@ def synth_cmd(out: str, seed: int, size: int, noise: float, cases_per_task: int 
 @data_group.command("synth-tasks")
 def synth_tasks_cmd() -> None:
     """List the MedBank-mini tasks."""
-    from medmem.data.synth import TASKS
+    from .synth import TASKS
 
     click.echo(f"{'task':<22} {'modality':<11} {'dims':>4}  labels")
     for spec in TASKS.values():

@@ -36,28 +36,13 @@ import os
 import re
 import warnings
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Dict, Iterator, List, Literal, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ..io.filenames import natural_key
-
-__all__ = [
-    "Case",
-    "LayoutError",
-    "read_dataset_json",
-    "iter_msd",
-    "iter_nnunet",
-    "iter_samed2",
-    "iter_cvpr_npz",
-    "iter_cases",
-    "detect_layout",
-    "group_slices",
-    "cvpr_boxes_to_prompts",
-]
 
 
 class LayoutError(ValueError):
@@ -84,12 +69,12 @@ class Case:
 
     case_id: str
     task: str
-    image: Path | list[Path] | np.ndarray
-    label: Path | np.ndarray | None = None
-    split: str | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
+    image: Union[Path, List[Path], np.ndarray]
+    label: Union[Path, np.ndarray, None] = None
+    split: Optional[str] = None
+    meta: Dict[str, Any] = field(default_factory=dict)
 
-    def load_image(self, channel: int | None = None) -> Any:
+    def load_image(self, channel: Optional[int] = None) -> Any:
         """The image as a :class:`medmem.io.Volume` (``channel`` for multi-channel cases)."""
         from ..io import Volume, read_volume
 
@@ -164,7 +149,7 @@ def read_png_mask(path: Path) -> np.ndarray:
     return arr
 
 
-def read_dataset_json(root: str | os.PathLike) -> dict[str, Any]:
+def read_dataset_json(root: Union[str, os.PathLike]) -> Dict[str, Any]:
     """Parse ``root/dataset.json`` (MSD, nnU-Net v1 or v2) into a normalised dict.
 
     Keys: ``name``, ``format`` ("msd" or "nnunet_v2"), ``labels`` {int: name},
@@ -181,8 +166,8 @@ def read_dataset_json(root: str | os.PathLike) -> dict[str, Any]:
         raise LayoutError(f"{path}: invalid JSON ({exc})") from None
     if not isinstance(raw, dict):
         raise LayoutError(f"{path}: top level must be an object")
-    labels: dict[int, str] = {}
-    regions: dict[str, list[int]] = {}
+    labels: Dict[int, str] = {}
+    regions: Dict[str, List[int]] = {}
     raw_labels = raw.get("labels") or {}
     if not isinstance(raw_labels, dict):
         raise LayoutError(f"{path}: 'labels' must be an object")
@@ -215,7 +200,7 @@ def _rel(root: Path, entry: str) -> Path:
     return root / (entry[2:] if entry.startswith("./") else entry)
 
 
-def _channel_files(root: Path, listed: Path, ending: str) -> list[Path]:
+def _channel_files(root: Path, listed: Path, ending: str) -> List[Path]:
     """nnU-Net v1: ``imagesTr/la_003.nii.gz`` listed, ``la_003_0000.nii.gz`` ... on disk."""
     name = listed.name
     stem = name[: -len(ending)] if name.endswith(ending) else listed.stem
@@ -231,7 +216,7 @@ def _case_id(path: Path, ending: str) -> str:
 
 
 # --------------------------------------------------------------------------- MSD / nnU-Net v1
-def iter_msd(root: str | os.PathLike, split: Literal["train", "test"] = "train") -> Iterator[Case]:
+def iter_msd(root: Union[str, os.PathLike], split: Literal["train", "test"] = "train") -> Iterator[Case]:
     """Cases of a Medical Segmentation Decathlon (or nnU-Net v1) task folder.
 
     ``split="train"`` uses ``training`` (image + label), ``"test"`` uses
@@ -257,7 +242,7 @@ def iter_msd(root: str | os.PathLike, split: Literal["train", "test"] = "train")
         img = _rel(root, img_rel)
         if img.name.startswith("._"):
             continue
-        image: Path | list[Path]
+        image: Union[Path, List[Path]]
         if img.is_file():
             image = img
         else:
@@ -282,7 +267,7 @@ def iter_msd(root: str | os.PathLike, split: Literal["train", "test"] = "train")
 
 
 # --------------------------------------------------------------------------- nnU-Net v2
-def iter_nnunet(root: str | os.PathLike, split: Literal["train", "test"] = "train") -> Iterator[Case]:
+def iter_nnunet(root: Union[str, os.PathLike], split: Literal["train", "test"] = "train") -> Iterator[Case]:
     """Cases of an nnU-Net v2 raw dataset (``Dataset001_Name``): per-channel image files ``_XXXX``."""
     root = Path(root)
     info = read_dataset_json(root)
@@ -307,7 +292,7 @@ def iter_nnunet(root: str | os.PathLike, split: Literal["train", "test"] = "trai
             return
         raise LayoutError(f"{root}: no {img_dir.name}/ folder")
     pattern = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})" + re.escape(ending) + "$")
-    groups: dict[str, dict[int, Path]] = defaultdict(dict)
+    groups: Dict[str, Dict[int, Path]] = defaultdict(dict)
     for p in img_dir.iterdir():
         if not (_visible(p) and p.is_file()):
             continue
@@ -335,7 +320,7 @@ _TASK_RE = re.compile(r"^(?P<object>.+)_(?P<modality>[^_]+)_(?P<id>[^_]+)$")
 _SLICE_RE = re.compile(r"^(?P<volume>.+?)[_-]slice[_-]?(?P<index>\d+)$", re.I)
 
 
-def _task_dirs(root: Path, tasks: Sequence[str] | None) -> list[Path]:
+def _task_dirs(root: Path, tasks: Optional[Sequence[str]]) -> List[Path]:
     found = sorted((p for p in root.iterdir() if p.is_dir() and _visible(p)
                     and (p / "image").is_dir() and (p / "mask").is_dir()), key=lambda p: natural_key(p.name))
     if tasks is not None:
@@ -347,11 +332,11 @@ def _task_dirs(root: Path, tasks: Sequence[str] | None) -> list[Path]:
     return found
 
 
-def _read_list(path: Path) -> list[str]:
+def _read_list(path: Path) -> List[str]:
     return [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip() and not ln.startswith("#")]
 
 
-def _resolve_entry(root: Path, task: Path, entry: str) -> Path | None:
+def _resolve_entry(root: Path, task: Path, entry: str) -> Optional[Path]:
     e = entry[2:] if entry.startswith("./") else entry
     parts = Path(e).parts
     if len(parts) >= 3 and parts[0] == task.name:
@@ -365,10 +350,10 @@ def _resolve_entry(root: Path, task: Path, entry: str) -> Path | None:
 
 
 def iter_samed2(
-    root: str | os.PathLike,
-    split: Split | None = "train",
+    root: Union[str, os.PathLike],
+    split: Optional[Split] = "train",
     *,
-    tasks: Sequence[str] | None = None,
+    tasks: Optional[Sequence[str]] = None,
 ) -> Iterator[Case]:
     """Per-slice cases of a SAMed-2 / MedBank PNG layout.
 
@@ -427,9 +412,9 @@ def iter_samed2(
             )
 
 
-def group_slices(cases: Sequence[Case]) -> dict[tuple[str, str], list[Case]]:
+def group_slices(cases: Sequence[Case]) -> Dict[Tuple[str, str], List[Case]]:
     """Group per-slice cases by (task, volume_id), each list sorted by slice index."""
-    out: dict[tuple[str, str], list[Case]] = defaultdict(list)
+    out: Dict[Tuple[str, str], List[Case]] = defaultdict(list)
     for c in cases:
         out[(c.task, str(c.meta.get("volume_id", c.case_id)))].append(c)
     for key in out:
@@ -438,13 +423,13 @@ def group_slices(cases: Sequence[Case]) -> dict[tuple[str, str], list[Case]]:
 
 
 # --------------------------------------------------------------------------- CVPR 2025 npz
-def _npz_arrays(path: Path, meta: dict[str, Any]) -> tuple[np.ndarray, tuple[float, float, float]]:
+def _npz_arrays(path: Path, meta: Dict[str, Any]) -> Tuple[np.ndarray, Tuple[float, float, float]]:
     with np.load(path, allow_pickle=False) as z:
         imgs = np.asarray(z[meta.get("image_key", "imgs")])
     return imgs, tuple(meta.get("spacing") or (1.0, 1.0, 1.0))  # type: ignore[return-value]
 
 
-def _npz_shape(z: Any, key: str) -> tuple[int, ...]:
+def _npz_shape(z: Any, key: str) -> Tuple[int, ...]:
     """Shape of an array in an open npz, from its .npy header (without decompressing the data)."""
     try:
         with z.zip.open(f"{key}.npy") as f:
@@ -456,7 +441,7 @@ def _npz_shape(z: Any, key: str) -> tuple[int, ...]:
         return tuple(int(s) for s in z[key].shape)
 
 
-def _npz_spacing(z: Any, path: Path, order: str) -> tuple[float, float, float]:
+def _npz_spacing(z: Any, path: Path, order: str) -> Tuple[float, float, float]:
     if "spacing" not in z:
         warnings.warn(f"{path}: no 'spacing' key; using 1 mm", stacklevel=3)
         return (1.0, 1.0, 1.0)
@@ -471,10 +456,10 @@ def _npz_spacing(z: Any, path: Path, order: str) -> tuple[float, float, float]:
 
 
 def iter_cvpr_npz(
-    root_or_files: str | os.PathLike | Sequence[str | os.PathLike],
+    root_or_files: Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]],
     *,
-    split: str | None = None,
-    gts_dir: str | os.PathLike | None = None,
+    split: Optional[str] = None,
+    gts_dir: Union[str, os.PathLike, None] = None,
     spacing_order: Literal["xyz", "zyx"] = "xyz",
     allow_pickle: bool = False,
 ) -> Iterator[Case]:
@@ -510,10 +495,10 @@ def iter_cvpr_npz(
             shape = _npz_shape(z, "imgs")
             spacing = _npz_spacing(z, path, spacing_order)
             has_gts = "gts" in keys
-        label: Path | None = path if has_gts else None
+        label: Optional[Path] = path if has_gts else None
         if gts_dir is not None and (Path(gts_dir) / path.name).is_file():
             label = Path(gts_dir) / path.name
-        meta: dict[str, Any] = {"npz": True, "spacing": spacing, "shape": tuple(int(s) for s in shape),
+        meta: Dict[str, Any] = {"npz": True, "spacing": spacing, "shape": tuple(int(s) for s in shape),
                                 "image_key": "imgs", "label_key": "gts", "layout": "cvpr_npz"}
         if "boxes" in keys:
             if allow_pickle:
@@ -527,7 +512,7 @@ def iter_cvpr_npz(
                       "for trusted files to load them", stacklevel=2)
 
 
-def cvpr_boxes_to_prompts(boxes: Sequence[dict[str, Any]], label_ids: Sequence[int] | None = None) -> list[Any]:
+def cvpr_boxes_to_prompts(boxes: Sequence[Dict[str, Any]], label_ids: Optional[Sequence[int]] = None) -> List[Any]:
     """CVPR 2025 box dicts -> :class:`medmem.io.ObjectPrompts` with one ``box3d`` each.
 
     Box i belongs to the i-th non-zero label of the ground truth (``label_ids``,
@@ -551,7 +536,7 @@ def cvpr_boxes_to_prompts(boxes: Sequence[dict[str, Any]], label_ids: Sequence[i
 
 
 # --------------------------------------------------------------------------- detection
-def detect_layout(root: str | os.PathLike) -> str:
+def detect_layout(root: Union[str, os.PathLike]) -> str:
     """"msd", "nnunet_v2", "samed2" or "cvpr_npz" for a dataset folder (LayoutError if none fits)."""
     root = Path(root)
     if (root / "dataset.json").is_file():
@@ -567,7 +552,7 @@ def detect_layout(root: str | os.PathLike) -> str:
     raise LayoutError(f"{root}: not an MSD / nnU-Net / SAMed-2 / CVPR-npz dataset folder")
 
 
-def iter_cases(root: str | os.PathLike, split: str | None = "train", **kwargs: Any) -> Iterator[Case]:
+def iter_cases(root: Union[str, os.PathLike], split: Optional[str] = "train", **kwargs: Any) -> Iterator[Case]:
     """Cases of any supported layout under ``root`` (see :func:`detect_layout`)."""
     layout = detect_layout(root)
     if layout == "msd":

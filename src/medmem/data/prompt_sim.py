@@ -14,27 +14,16 @@ Conventions
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Dict, Literal, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy import ndimage
-
-__all__ = [
-    "Click",
-    "Box3D",
-    "mask_to_box",
-    "jitter_box",
-    "simulate_box",
-    "interior_click",
-    "corrective_click",
-    "box_3d",
-]
 
 @dataclass(frozen=True)
 class Click:
     """A simulated click: ``point`` in (x, y[, z]) order, ``positive`` True for foreground."""
 
-    point: tuple[int, ...]
+    point: Tuple[int, ...]
     positive: bool
 
     @property
@@ -58,11 +47,11 @@ class Box3D:
     z_mid_x_max: int
     z_mid_y_max: int
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> Dict[str, int]:
         return {k: int(getattr(self, k)) for k in self.__dataclass_fields__}
 
     @property
-    def box_2d(self) -> tuple[int, int, int, int]:
+    def box_2d(self) -> Tuple[int, int, int, int]:
         return (self.z_mid_x_min, self.z_mid_y_min, self.z_mid_x_max, self.z_mid_y_max)
 
 
@@ -89,7 +78,7 @@ def _binary(mask, name: str = "mask", ndim: Sequence[int] = (2,)) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- boxes
-def mask_to_box(mask) -> tuple[int, int, int, int]:
+def mask_to_box(mask) -> Tuple[int, int, int, int]:
     """Tight box ``(x_min, y_min, x_max, y_max)`` (inclusive) of a non-empty 2D mask."""
     m = _binary(mask)
     rows = np.flatnonzero(m.any(axis=1))
@@ -104,7 +93,7 @@ def jitter_box(
     image_hw: Sequence[int],
     max_shift: float = 0.1,
     rng=None,
-) -> tuple[int, int, int, int]:
+) -> Tuple[int, int, int, int]:
     """Shift each side of an inclusive box independently by a random integer.
 
     Each x side moves by ``U{-m_x, …, m_x}`` with ``m_x = floor(max_shift * width)``
@@ -132,7 +121,7 @@ def jitter_box(
     return nx0, ny0, nx1, ny1
 
 
-def simulate_box(mask, max_shift: float = 0.0, rng=None) -> tuple[int, int, int, int]:
+def simulate_box(mask, max_shift: float = 0.0, rng=None) -> Tuple[int, int, int, int]:
     """Box prompt for a 2D mask: the tight box, jittered by `jitter_box` if ``max_shift > 0``."""
     m = _binary(mask)
     box = mask_to_box(m)
@@ -156,11 +145,11 @@ def _inner_distance(region: np.ndarray, spacing=None) -> np.ndarray:
     return out
 
 
-def _to_xy(index: Sequence[int]) -> tuple[int, ...]:
+def _to_xy(index: Sequence[int]) -> Tuple[int, ...]:
     return tuple(int(v) for v in reversed(tuple(index)))
 
 
-def _pick_max(dist: np.ndarray, rng) -> tuple[int, ...]:
+def _pick_max(dist: np.ndarray, rng) -> Tuple[int, ...]:
     """Index of the maximum; ties broken by ``rng`` if given, else the first in C order."""
     if rng is None:
         return tuple(int(v) for v in np.unravel_index(int(np.argmax(dist)), dist.shape))
@@ -172,7 +161,7 @@ def interior_click(
     mask,
     mode: Literal["center", "random"] = "center",
     rng=None,
-    spacing: Sequence[float] | None = None,
+    spacing: Optional[Sequence[float]] = None,
 ) -> Click:
     """Positive click inside a 2D or 3D mask.
 
@@ -199,8 +188,8 @@ def corrective_click(
     gt,
     regions: Literal["separate", "xor"] = "separate",
     rng=None,
-    spacing: Sequence[float] | None = None,
-) -> Click | None:
+    spacing: Optional[Sequence[float]] = None,
+) -> Optional[Click]:
     """Click on the largest error region of ``pred`` against ``gt`` (2D or 3D), or None.
 
     ``separate``: connected components (full connectivity: 8 in 2D, 26 in 3D) of the

@@ -30,24 +30,12 @@ import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Dict, Iterator, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from medmem.data.synth_noise import corrupt_label
-from medmem.data.synth_tasks import STYLES, TASKS, TaskSpec
-
-__all__ = [
-    "TASKS",
-    "STYLES",
-    "SynthCase",
-    "split_counts",
-    "make_case",
-    "generate",
-    "read_manifest",
-    "load_manifest",
-    "DEFAULT_CASES_PER_TASK",
-]
+from .synth_noise import corrupt_label
+from .synth_tasks import STYLES, TASKS, TaskSpec
 
 DEFAULT_CASES_PER_TASK = 8
 FORMAT_VERSION = 1
@@ -68,14 +56,14 @@ class SynthCase:
     split: str
     image: np.ndarray
     label: np.ndarray
-    label_noisy: np.ndarray | None
-    spacing: tuple[float, ...]
-    labels: dict[int, str]
-    noise: dict | None
+    label_noisy: Optional[np.ndarray]
+    spacing: Tuple[float, ...]
+    labels: Dict[int, str]
+    noise: Optional[dict]
     axis0: str = "z"
 
     @property
-    def spacing_array_order(self) -> tuple[float, ...]:
+    def spacing_array_order(self) -> Tuple[float, ...]:
         """Spacing in array-axis order ((z,) y, x), as `medmem.eval.metrics` expects."""
         return tuple(reversed(self.spacing))
 
@@ -84,7 +72,7 @@ def _task_key(name: str) -> int:
     return zlib.crc32(name.encode("utf-8"))
 
 
-def split_counts(n: int) -> tuple[int, int, int]:
+def split_counts(n: int) -> Tuple[int, int, int]:
     """(train, val, test) case counts: 15 % val and 15 % test, at least one of each when
     n >= 3; n = 2 gives (1, 0, 1), n = 1 gives (1, 0, 0)."""
     if n < 1:
@@ -98,13 +86,14 @@ def split_counts(n: int) -> tuple[int, int, int]:
     return n - n_val - n_test, n_val, n_test
 
 
-def _geometry(spec: TaskSpec, size: int) -> tuple[int, tuple[float, ...]]:
+def _geometry(spec: TaskSpec, size: int) -> Tuple[int, Tuple[float, ...]]:
     scale = 128.0 / size
     n = max(4, int(round(spec.slices * size / 128))) if spec.dims == 3 else 0
     return n, tuple(round(s * scale, 6) for s in spec.spacing)
 
 
-def make_case(task: str, index: int, seed: int = 0, size: int = 128) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+def make_case(task: str, index: int, seed: int = 0,
+              size: int = 128) -> Tuple[np.ndarray, np.ndarray, Tuple[float, ...]]:
     """Build one case in memory: (image, label, spacing ITK order). Deterministic in
     (task, index, seed, size), independent of the other tasks or cases generated."""
     if task not in TASKS:
@@ -144,12 +133,12 @@ def _write(arr: np.ndarray, spec: TaskSpec, spacing, path_noext: Path) -> Path:
 
 
 def generate(
-    out_dir: str | Path,
+    out_dir: Union[str, Path],
     seed: int = 0,
     size: int = 128,
     noise: float = 0.0,
     cases_per_task: int = DEFAULT_CASES_PER_TASK,
-    tasks: Sequence[str] | None = None,
+    tasks: Optional[Sequence[str]] = None,
     progress: bool = False,
 ) -> Path:
     """Write MedBank-mini to ``out_dir`` and return the path of ``manifest.json``.
@@ -214,7 +203,7 @@ def generate(
     return path
 
 
-def read_manifest(path: str | Path) -> dict:
+def read_manifest(path: Union[str, Path]) -> dict:
     """The manifest dict (``path`` may be the manifest file or its directory)."""
     p = Path(path)
     if p.is_dir():
@@ -227,7 +216,7 @@ def read_manifest(path: str | Path) -> dict:
     return data
 
 
-def _read_array(path: Path) -> tuple[np.ndarray, tuple[float, ...] | None]:
+def _read_array(path: Path) -> Tuple[np.ndarray, Optional[Tuple[float, ...]]]:
     if path.name.endswith(".nii.gz") or path.suffix == ".nii":
         import SimpleITK as sitk
 
@@ -240,9 +229,9 @@ def _read_array(path: Path) -> tuple[np.ndarray, tuple[float, ...] | None]:
 
 
 def load_manifest(
-    path: str | Path,
-    split: str | Sequence[str] | None = None,
-    task: str | Sequence[str] | None = None,
+    path: Union[str, Path],
+    split: Union[str, Sequence[str], None] = None,
+    task: Union[str, Sequence[str], None] = None,
 ) -> Iterator[SynthCase]:
     """Yield the cases of a generated set, arrays loaded lazily one case at a time.
 

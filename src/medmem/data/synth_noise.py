@@ -8,15 +8,15 @@ applied slice-wise to a random half of the annotated slices, as an annotator's s
 """
 from __future__ import annotations
 
+from typing import List, Optional, Tuple
+
 import numpy as np
 from scipy import ndimage
-
-__all__ = ["NOISE_KINDS", "available_kinds", "corrupt_label"]
 
 NOISE_KINDS = ("erode", "dilate", "shift", "missing_slices", "swap")
 
 
-def available_kinds(label: np.ndarray, dims: int) -> list[str]:
+def available_kinds(label: np.ndarray, dims: int) -> List[str]:
     """Noise kinds that make sense for this label map."""
     kinds = ["erode", "dilate", "shift"]
     if dims == 3:
@@ -51,8 +51,8 @@ def _swap(lab: np.ndarray, a: int, b: int) -> np.ndarray:
     return out
 
 
-def corrupt_label(label: np.ndarray, rng: np.random.Generator, dims: int, kind: str | None = None
-                  ) -> tuple[np.ndarray, dict]:
+def corrupt_label(label: np.ndarray, rng: np.random.Generator, dims: int, kind: Optional[str] = None
+                  ) -> Tuple[np.ndarray, dict]:
     """Corrupt a label map (H, W) or (D, H, W); returns (noisy copy, description dict)."""
     label = np.asarray(label)
     if dims not in (2, 3) or label.ndim < dims:

@@ -7,28 +7,15 @@ units), everything 2D uint8 (grayscale (H, W) or RGB (H, W, 3)).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy import ndimage
 
-from medmem.data.synth_shapes import smooth_noise
-
-__all__ = [
-    "paint",
-    "paint_rgb",
-    "ct_finish",
-    "mri_finish",
-    "xray_finish",
-    "us_finish",
-    "rgb_finish",
-    "fluorescence_finish",
-    "fan_mask",
-    "disk_mask",
-]
+from .synth_shapes import smooth_noise
 
 
-def paint(shape: Sequence[int], background: float, layers: list[tuple[np.ndarray, float, float]],
+def paint(shape: Sequence[int], background: float, layers: List[Tuple[np.ndarray, float, float]],
           rng: np.random.Generator) -> np.ndarray:
     """Grayscale tissue map: background, then each (mask, value, texture amplitude) in order
     (later layers on top). Texture is a smooth random field scaled by the amplitude."""
@@ -46,7 +33,7 @@ def paint(shape: Sequence[int], background: float, layers: list[tuple[np.ndarray
 
 
 def paint_rgb(shape_hw: Sequence[int], background: Sequence[float],
-              layers: list[tuple[np.ndarray, Sequence[float], float]], rng: np.random.Generator) -> np.ndarray:
+              layers: List[Tuple[np.ndarray, Sequence[float], float]], rng: np.random.Generator) -> np.ndarray:
     """RGB tissue map (H, W, 3) in [0, 255] floats; layers are (mask, rgb, texture amplitude)."""
     h, w = int(shape_hw[0]), int(shape_hw[1])
     img = np.empty((h, w, 3), np.float32)
@@ -103,7 +90,7 @@ def fan_mask(shape_hw: Sequence[int], half_angle: float = 0.75, r0: float = 0.08
     return (np.abs(ang) < half_angle) & (r > r0) & (r < r1)
 
 
-def us_finish(echo: np.ndarray, rng: np.random.Generator, sector: np.ndarray | None = None) -> np.ndarray:
+def us_finish(echo: np.ndarray, rng: np.random.Generator, sector: Optional[np.ndarray] = None) -> np.ndarray:
     """Ultrasound (2D (H, W) or a (T, H, W) cine): multiplicative Rayleigh speckle with a
     short correlation length, depth attenuation, log compression; uint8, 0 outside the sector."""
     shape = echo.shape

@@ -10,35 +10,25 @@ Axis order is the array order: 3D (z, y, x), 2D (y, x).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import List, Optional, Tuple, Union
 
 import numpy as np
-
-__all__ = [
-    "Grid",
-    "make_grid",
-    "smooth_noise",
-    "ellipsoid",
-    "blob",
-    "tube",
-    "polyline_mask",
-    "split_touching",
-    "random_rotation_2d",
-]
 
 
 @dataclass
 class Grid:
     """Normalised coordinates, one array per axis (array order), each of the full shape."""
 
-    coords: tuple[np.ndarray, ...]
-    shape: tuple[int, ...]
+    coords: Tuple[np.ndarray, ...]
+    shape: Tuple[int, ...]
 
     @property
     def ndim(self) -> int:
         return len(self.shape)
 
 
-def smooth_noise(shape: tuple[int, ...], rng: np.random.Generator, coarse: int | tuple[int, ...] = 6) -> np.ndarray:
+def smooth_noise(shape: Tuple[int, ...], rng: np.random.Generator,
+                 coarse: Union[int, Tuple[int, ...]] = 6) -> np.ndarray:
     """Smooth random field in about [-1, 1]: coarse Gaussian noise upsampled (cubic)."""
     if isinstance(coarse, int):
         coarse = tuple(min(coarse, s) if s > 1 else 1 for s in shape)
@@ -59,7 +49,7 @@ def _upsample_matrix(n_out: int, n_in: int) -> np.ndarray:
     return (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def make_grid(shape: tuple[int, ...], rng: np.random.Generator | None = None, warp: float = 0.0,
+def make_grid(shape: Tuple[int, ...], rng: Optional[np.random.Generator] = None, warp: float = 0.0,
               coarse: int = 5) -> Grid:
     """Grid over ``shape`` in [-1, 1]; ``warp`` > 0 adds a smooth displacement of up to
     ``warp`` (in normalised units) per axis, drawn from ``rng``."""
@@ -74,7 +64,7 @@ def make_grid(shape: tuple[int, ...], rng: np.random.Generator | None = None, wa
     return Grid(tuple(coords), tuple(shape))
 
 
-def _rot2(a: np.ndarray, b: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
+def _rot2(a: np.ndarray, b: np.ndarray, angle: float) -> Tuple[np.ndarray, np.ndarray]:
     c, s = np.float32(np.cos(angle)), np.float32(np.sin(angle))
     return c * a - s * b, s * a + c * b
 
@@ -102,7 +92,7 @@ def blob(grid: Grid, center, radii, rng: np.random.Generator, roughness: float =
     return f < 0
 
 
-def tube(grid: Grid, path_yx: np.ndarray, radius: float | np.ndarray) -> np.ndarray:
+def tube(grid: Grid, path_yx: np.ndarray, radius: Union[float, np.ndarray]) -> np.ndarray:
     """3D tube along axis 0: ``path_yx`` (D, 2) centre (y, x) per slice in normalised
     units, ``radius`` scalar or (D,) per slice. Returns boolean (D, H, W)."""
     if grid.ndim != 3:
@@ -113,7 +103,7 @@ def tube(grid: Grid, path_yx: np.ndarray, radius: float | np.ndarray) -> np.ndar
     return (grid.coords[1] - cy) ** 2 + (grid.coords[2] - cx) ** 2 < r * r
 
 
-def polyline_mask(shape: tuple[int, int], points_rc: np.ndarray, width_px: float | np.ndarray) -> np.ndarray:
+def polyline_mask(shape: Tuple[int, int], points_rc: np.ndarray, width_px: Union[float, np.ndarray]) -> np.ndarray:
     """2D boolean mask of a thick polyline through ``points_rc`` (N, 2) in pixel (row, col);
     ``width_px`` is the half-width, scalar or per point (linearly interpolated)."""
     pts = np.asarray(points_rc, np.float64)
@@ -143,7 +133,7 @@ def polyline_mask(shape: tuple[int, int], points_rc: np.ndarray, width_px: float
     return out
 
 
-def split_touching(masks: list[np.ndarray], centers: list[tuple[float, ...]], grid: Grid) -> list[np.ndarray]:
+def split_touching(masks: List[np.ndarray], centers: List[Tuple[float, ...]], grid: Grid) -> List[np.ndarray]:
     """Make overlapping masks disjoint: each contested voxel goes to the nearest centre.
 
     Blobs that overlap end up sharing a boundary (touching neighbours)."""

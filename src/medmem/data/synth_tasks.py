@@ -7,20 +7,18 @@ label ids (0 = background). Coordinates inside a builder are normalised to [-1, 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Dict, Tuple
 
 import numpy as np
 from scipy import ndimage
 
-from medmem.data import synth_render as R
-from medmem.data.synth_shapes import Grid, blob, ellipsoid, make_grid, polyline_mask, smooth_noise, split_touching, tube
+from . import synth_render as R
+from .synth_shapes import Grid, blob, ellipsoid, make_grid, polyline_mask, smooth_noise, split_touching, tube
 
-__all__ = ["TaskSpec", "TASKS", "STYLES"]
-
-Builder = Callable[[np.random.Generator, int, int], tuple[np.ndarray, np.ndarray]]
+Builder = Callable[[np.random.Generator, int, int], Tuple[np.ndarray, np.ndarray]]
 
 #: The 7 rendering styles and the modalities they cover.
-STYLES: dict[str, tuple[str, ...]] = {
+STYLES: Dict[str, Tuple[str, ...]] = {
     "ct": ("ct",),
     "mri": ("mri",),
     "xray": ("xray",),
@@ -39,17 +37,17 @@ class TaskSpec:
     modality: str
     style: str
     dims: int
-    labels: dict[int, str]
-    spacing: tuple[float, ...]
+    labels: Dict[int, str]
+    spacing: Tuple[float, ...]
     builder: Builder
     description: str
     slices: int = 0  # 3D: number of slices at size 128
     channels: int = 1
     axis0: str = "z"  # 3D: "z" (slices) or "t" (frames of a cine)
-    traits: tuple[str, ...] = field(default_factory=tuple)
+    traits: Tuple[str, ...] = field(default_factory=tuple)
 
 
-def _pick_inside(mask: np.ndarray, rng: np.random.Generator, grid: Grid) -> tuple[float, ...]:
+def _pick_inside(mask: np.ndarray, rng: np.random.Generator, grid: Grid) -> Tuple[float, ...]:
     """Normalised coordinates of a random voxel inside ``mask`` (eroded if possible)."""
     core = ndimage.binary_erosion(mask, iterations=2)
     idx = np.argwhere(core if core.any() else mask)
@@ -536,7 +534,7 @@ def _t(name, modality, style, dims, labels, spacing, builder, description, slice
                     channels, axis0, tuple(traits))
 
 
-TASKS: dict[str, TaskSpec] = {t.name: t for t in [
+TASKS: Dict[str, TaskSpec] = {t.name: t for t in [
     _t("ct_liver_tumor", "ct", "ct", 3, {1: "liver", 2: "liver_tumor"}, (0.8, 0.8, 2.5), ct_liver_tumor,
        "liver with 1-3 hypodense tumours inside (nested labels)", 32, traits=("nested", "appear_vanish")),
     _t("ct_kidney", "ct", "ct", 3, {1: "kidney"}, (0.8, 0.8, 2.5), ct_kidney,

@@ -1,6 +1,6 @@
 """Evaluation: segmentation metrics and the interactive-protocol scores."""
-from medmem.eval.interactive import final_score, interaction_auc
-from medmem.eval.metrics import (
+from .interactive import final_score, interaction_auc
+from .metrics import (
     assd,
     binary_metrics,
     dice,

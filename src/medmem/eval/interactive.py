@@ -23,8 +23,6 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["interaction_auc", "final_score"]
-
 
 def interaction_auc(
     scores: Sequence[float],

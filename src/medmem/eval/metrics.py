@@ -23,28 +23,10 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Iterable, Literal, Sequence, Union
+from typing import Dict, Iterable, Literal, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-
-__all__ = [
-    "Surface",
-    "SurfaceDistances",
-    "spacing_from_itk",
-    "volume_spacing",
-    "check_spacing",
-    "dice",
-    "iou",
-    "surface_distances",
-    "nsd",
-    "hd95",
-    "hausdorff",
-    "assd",
-    "binary_metrics",
-    "evaluate_case",
-    "METRIC_NAMES",
-]
 
 Surface = Literal["deepmind", "voxel"]
 EmptyDistance = Union[float, Literal["diagonal"]]
@@ -52,17 +34,17 @@ METRIC_NAMES = ("dice", "iou", "nsd", "hd95", "assd")
 
 
 # ----------------------------------------------------------------------------- input checks
-def spacing_from_itk(spacing_xyz: Sequence[float]) -> tuple[float, ...]:
+def spacing_from_itk(spacing_xyz: Sequence[float]) -> Tuple[float, ...]:
     """ITK/SimpleITK/Volume spacing (x, y[, z]) -> array-axis order ([z,] y, x)."""
     return tuple(float(s) for s in reversed(tuple(spacing_xyz)))
 
 
-def volume_spacing(volume) -> tuple[float, ...]:
+def volume_spacing(volume) -> Tuple[float, ...]:
     """Array-axis-order spacing of a medmem ``Volume`` (which stores ITK order)."""
     return spacing_from_itk(volume.spacing)
 
 
-def check_spacing(spacing: Sequence[float] | float | None, ndim: int) -> tuple[float, ...]:
+def check_spacing(spacing: Union[Sequence[float], float, None], ndim: int) -> Tuple[float, ...]:
     """Validate spacing (array-axis order, mm): None -> all 1, a scalar -> isotropic."""
     if spacing is None:
         return (1.0,) * ndim
@@ -90,7 +72,7 @@ def _as_binary(mask, name: str) -> np.ndarray:
     return arr.astype(bool)
 
 
-def _pair(pred, gt) -> tuple[np.ndarray, np.ndarray]:
+def _pair(pred, gt) -> Tuple[np.ndarray, np.ndarray]:
     p, g = _as_binary(pred, "pred"), _as_binary(gt, "gt")
     if p.shape != g.shape:
         raise ValueError(f"pred shape {p.shape} != gt shape {g.shape}")
@@ -262,7 +244,7 @@ def binary_metrics(
     surface: Surface = "deepmind",
     empty_distance: EmptyDistance = math.inf,
     metrics: Iterable[str] = METRIC_NAMES,
-) -> dict[str, float]:
+) -> Dict[str, float]:
     """All metrics of one binary object, surfaces computed once.
 
     Returns ``{"dice", "iou", "nsd", "hd95", "assd", "pred_voxels", "gt_voxels"}``
@@ -277,7 +259,7 @@ def binary_metrics(
     sp = check_spacing(spacing, p.ndim)
     n_p, n_g = int(p.sum()), int(g.sum())
     inter = int(np.logical_and(p, g).sum())
-    out: dict[str, float] = {}
+    out: Dict[str, float] = {}
     if "dice" in wanted:
         out["dice"] = 1.0 if n_p + n_g == 0 else 2.0 * inter / (n_p + n_g)
     if "iou" in wanted:
@@ -318,7 +300,7 @@ def evaluate_case(
     pred_labels,
     gt_labels,
     spacing=None,
-    labels: Sequence[int] | None = None,
+    labels: Optional[Sequence[int]] = None,
     tolerance_mm: float = 2.0,
     surface: Surface = "deepmind",
     empty_distance: EmptyDistance = math.inf,
@@ -342,10 +324,10 @@ def evaluate_case(
     wanted = tuple(metrics)
     if labels is None:
         labels = sorted(int(v) for v in np.union1d(np.unique(p), np.unique(g)) if v != 0)
-    per: dict[int, dict[str, float]] = {}
+    per: Dict[int, Dict[str, float]] = {}
     for lab in labels:
         per[int(lab)] = binary_metrics(p == lab, g == lab, sp, tolerance_mm, surface, empty_distance, wanted)
-    mean: dict[str, float] = {}
+    mean: Dict[str, float] = {}
     if per:
         for m in wanted:
             mean[m] = float(np.mean([r[m] for r in per.values()]))

@@ -7,8 +7,6 @@ import numpy as np
 
 from .metrics import binary_metrics, volume_spacing
 
-__all__ = ["score_against_reference"]
-
 
 def score_against_reference(labels: np.ndarray, vol, ref, object_ids: Iterable[int]) -> dict:
     """Dice / IoU / NSD@2mm / HD95 / ASSD of each object of ``labels`` (the volume's array order) against

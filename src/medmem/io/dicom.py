@@ -18,25 +18,15 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from .errors import DicomSeriesError, GeometryWarning, ImageReadError, ImageWriteError
 from .filenames import DICOM_EXTS
 from .geometry import Geometry
-
-__all__ = [
-    "SeriesInfo",
-    "is_dicom_file",
-    "scan_dicom_folder",
-    "describe_series",
-    "read_dicom",
-    "write_dicom_seg",
-]
 
 #: modalities that carry no image to segment (skipped when scanning a folder)
 NON_IMAGE_MODALITIES = {"SEG", "RTSTRUCT", "RTPLAN", "RTRECORD", "SR", "PR", "KO", "REG", "DOC", "FID"}
@@ -48,7 +38,7 @@ _MODALITY_HINTS = {
 }
 
 
-def modality_hint(tag_value: str | None) -> str | None:
+def modality_hint(tag_value: Optional[str]) -> Optional[str]:
     """DICOM Modality tag -> medmem modality hint ("CT", "MR", "XR", "US", "endoscopy", ...)."""
     if not tag_value:
         return None
@@ -57,7 +47,7 @@ def modality_hint(tag_value: str | None) -> str | None:
 
 
 # --------------------------------------------------------------------------- discovery
-def is_dicom_file(path: str | os.PathLike) -> bool:
+def is_dicom_file(path: Union[str, os.PathLike]) -> bool:
     """True for files with the DICM preamble, or a DICOM extension and a parseable header."""
     p = Path(path)
     try:
@@ -85,9 +75,9 @@ class SeriesInfo:
     uid: str
     description: str = ""
     modality: str = ""
-    number: int | None = None
-    files: list[Path] = field(default_factory=list)
-    headers: list[Any] = field(default_factory=list)  # pydicom Datasets without pixel data
+    number: Optional[int] = None
+    files: List[Path] = field(default_factory=list)
+    headers: List[Any] = field(default_factory=list)  # pydicom Datasets without pixel data
 
     @property
     def num_frames(self) -> int:
@@ -102,7 +92,7 @@ class SeriesInfo:
         return f"{self.uid}  {num}{self.modality or '?'} '{desc}' — {count}"
 
 
-def _iter_files(folder: Path) -> list[Path]:
+def _iter_files(folder: Path) -> List[Path]:
     out = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -113,7 +103,7 @@ def _iter_files(folder: Path) -> list[Path]:
     return out
 
 
-def scan_dicom_folder(folder: str | os.PathLike, *, include_non_image: bool = False) -> dict[str, SeriesInfo]:
+def scan_dicom_folder(folder: Union[str, os.PathLike], *, include_non_image: bool = False) -> Dict[str, SeriesInfo]:
     """Find the DICOM series under ``folder`` (recursively): ``{SeriesInstanceUID: SeriesInfo}``.
 
     Non-image objects (SEG, RTSTRUCT, SR, ...) are skipped unless ``include_non_image``.
@@ -121,8 +111,8 @@ def scan_dicom_folder(folder: str | os.PathLike, *, include_non_image: bool = Fa
     import pydicom
 
     folder = Path(folder)
-    series: dict[str, SeriesInfo] = {}
-    bad: list[str] = []
+    series: Dict[str, SeriesInfo] = {}
+    bad: List[str] = []
     for path in _iter_files(folder):
         if not is_dicom_file(path):
             continue
@@ -160,7 +150,7 @@ def scan_dicom_folder(folder: str | os.PathLike, *, include_non_image: bool = Fa
     return series
 
 
-def describe_series(series: dict[str, SeriesInfo]) -> str:
+def describe_series(series: Dict[str, SeriesInfo]) -> str:
     """One line per series: UID, number, modality, description, slice count."""
     return "\n".join("  " + s.summary() for s in series.values())
 
@@ -171,17 +161,17 @@ class _Plane:
     """One 2D frame of a series: where it lies and where its pixels come from."""
 
     file_index: int
-    frame: int | None  # None for single-frame files
-    position: np.ndarray | None
-    orientation: np.ndarray | None
-    pixel_spacing: tuple[float, float] | None  # (row spacing, column spacing)
+    frame: Optional[int]  # None for single-frame files
+    position: Optional[np.ndarray]
+    orientation: Optional[np.ndarray]
+    pixel_spacing: Optional[Tuple[float, float]]  # (row spacing, column spacing)
     rows: int
     cols: int
-    instance: int | None = None
-    tags: dict[str, Any] = field(default_factory=dict)
+    instance: Optional[int] = None
+    tags: Dict[str, Any] = field(default_factory=dict)
 
 
-def _floats(value: Any, n: int) -> np.ndarray | None:
+def _floats(value: Any, n: int) -> Optional[np.ndarray]:
     if value is None:
         return None
     try:
@@ -191,7 +181,7 @@ def _floats(value: Any, n: int) -> np.ndarray | None:
     return arr if arr.shape == (n,) and np.all(np.isfinite(arr)) else None
 
 
-def _pixel_spacing(ds: Any) -> tuple[float, float] | None:
+def _pixel_spacing(ds: Any) -> Optional[Tuple[float, float]]:
     for key in ("PixelSpacing", "ImagerPixelSpacing", "NominalScannedPixelSpacing"):
         sp = _floats(getattr(ds, key, None), 2)
         if sp is not None and np.all(sp > 0):
@@ -199,7 +189,7 @@ def _pixel_spacing(ds: Any) -> tuple[float, float] | None:
     return None
 
 
-def _planes_single_frame(headers: Sequence[Any]) -> list[_Plane]:
+def _planes_single_frame(headers: Sequence[Any]) -> List[_Plane]:
     planes = []
     for i, ds in enumerate(headers):
         inst = getattr(ds, "InstanceNumber", None)
@@ -227,7 +217,7 @@ def _seq_item(ds: Any, seq: str) -> Any:
     return s[0] if s else None
 
 
-def _planes_multi_frame(ds: Any) -> list[_Plane]:
+def _planes_multi_frame(ds: Any) -> List[_Plane]:
     n = int(getattr(ds, "NumberOfFrames", 1) or 1)
     shared = _seq_item(ds, "SharedFunctionalGroupsSequence")
     per = getattr(ds, "PerFrameFunctionalGroupsSequence", None)
@@ -260,7 +250,7 @@ def _planes_multi_frame(ds: Any) -> list[_Plane]:
     return planes
 
 
-def _describe_duplicates(planes: list[_Plane]) -> str:
+def _describe_duplicates(planes: List[_Plane]) -> str:
     keys = []
     for key in ("AcquisitionNumber", "EchoNumbers", "TemporalPositionIdentifier", "ImageType"):
         values = {str(p.tags.get(key)) for p in planes if p.tags.get(key) is not None}
@@ -270,8 +260,8 @@ def _describe_duplicates(planes: list[_Plane]) -> str:
 
 
 def _stack_geometry(
-    planes: list[_Plane], where: str, fallback_step: float | None
-) -> tuple[list[_Plane], tuple[float, float, float], tuple[float, float, float], np.ndarray]:
+    planes: List[_Plane], where: str, fallback_step: Optional[float]
+) -> Tuple[List[_Plane], Tuple[float, float, float], Tuple[float, float, float], np.ndarray]:
     """Sort planes along the slice normal and check the stack; returns (sorted planes, spacing, origin, direction)."""
     sizes = {(p.rows, p.cols) for p in planes}
     if len(sizes) > 1:
@@ -392,7 +382,7 @@ def _decode(ds: Any, path: Path) -> np.ndarray:
             ) from exc
 
 
-def _rescale(arr: np.ndarray, ds: Any) -> tuple[np.ndarray, float, float]:
+def _rescale(arr: np.ndarray, ds: Any) -> Tuple[np.ndarray, float, float]:
     slope = float(getattr(ds, "RescaleSlope", 1) or 1)
     inter = float(getattr(ds, "RescaleIntercept", 0) or 0)
     if slope == 1.0 and inter == 0.0:
@@ -430,7 +420,7 @@ def _best_dtype(arr: np.ndarray, integral: bool) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- reading
-def _choose_series(folder: Path, series: dict[str, SeriesInfo], series_uid: str | None) -> SeriesInfo:
+def _choose_series(folder: Path, series: Dict[str, SeriesInfo], series_uid: Optional[str]) -> SeriesInfo:
     if not series:
         raise ImageReadError(f"{folder}: no DICOM image files found")
     if series_uid is not None:
@@ -448,8 +438,8 @@ def _choose_series(folder: Path, series: dict[str, SeriesInfo], series_uid: str 
 
 
 def read_dicom(
-    path: Path, *, series_uid: str | None = None
-) -> tuple[np.ndarray, Geometry, dict[str, Any], str | None, str]:
+    path: Path, *, series_uid: Optional[str] = None
+) -> Tuple[np.ndarray, Geometry, Dict[str, Any], Optional[str], str]:
     """Read a DICOM series (folder) or a single DICOM file.
 
     Returns ``(array (Z, Y, X[, 3]), geometry, meta, modality_hint, kind)``.
@@ -500,7 +490,7 @@ def read_dicom(
         sorted_planes, spacing, origin, direction = _stack_geometry(planes, where, fallback_step)
 
     # ---- pixels
-    frames: list[np.ndarray] = []
+    frames: List[np.ndarray] = []
     integral = True
     photometric = str(getattr(h0, "PhotometricInterpretation", "") or "")
     if multiframe:
@@ -535,7 +525,7 @@ def read_dicom(
         kind = "image"
     elif multiframe and sorted_planes[0].position is None:
         kind = "video"
-    meta: dict[str, Any] = {
+    meta: Dict[str, Any] = {
         "original_dtype": _stored_dtype(h0),
         "photometric": photometric,
         "dicom": {
@@ -569,11 +559,11 @@ def read_dicom(
 
 # --------------------------------------------------------------------------- DICOM-SEG
 def write_dicom_seg(
-    segments: dict[int, np.ndarray],
-    like_meta: dict[str, Any],
+    segments: Dict[int, np.ndarray],
+    like_meta: Dict[str, Any],
     path: Path,
     *,
-    labels: dict[int, str] | None = None,
+    labels: Optional[Dict[int, str]] = None,
 ) -> None:
     """Write boolean masks ``{object id: (Z, Y, X) bool}`` as a DICOM-SEG referencing the source series.
 

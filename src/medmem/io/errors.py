@@ -6,15 +6,6 @@ tracebacks (SimpleITK, pydicom, imageio) are chained as ``__cause__``.
 """
 from __future__ import annotations
 
-__all__ = [
-    "ImageReadError",
-    "DicomSeriesError",
-    "ImageWriteError",
-    "PromptFileError",
-    "GeometryWarning",
-    "NonFiniteWarning",
-]
-
 
 class ImageReadError(ValueError):
     """An image, volume, video or DICOM series could not be read."""

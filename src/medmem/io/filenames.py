@@ -4,14 +4,11 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
-
-__all__ = ["SUFFIXES", "VOLUME_EXTS", "IMAGE_EXTS", "VIDEO_EXTS", "DICOM_EXTS", "WRITTEN_EXTS",
-           "suffix_of", "strip_suffix", "is_volume_file", "natural_key"]
+from typing import Any, Dict, List, Tuple, Union
 
 #: suffix -> (format, kind, written): every file suffix medmem knows. ``kind`` is "volume", "image",
 #: "video" or "dicom"; ``written``: `write_mask` / `write_volume` write it too (DICOM as DICOM-SEG).
-SUFFIXES: dict[str, tuple[str, str, bool]] = {
+SUFFIXES: Dict[str, Tuple[str, str, bool]] = {
     ".nii.gz": ("nifti", "volume", True), ".nii": ("nifti", "volume", True),
     ".nrrd": ("nrrd", "volume", True), ".nhdr": ("nrrd", "volume", False),
     ".mha": ("metaimage", "volume", True), ".mhd": ("metaimage", "volume", False),
@@ -29,7 +26,7 @@ SUFFIXES: dict[str, tuple[str, str, bool]] = {
 }
 
 
-def _of_kind(kind: str) -> dict[str, str]:
+def _of_kind(kind: str) -> Dict[str, str]:
     return {s: fmt for s, (fmt, k, _) in SUFFIXES.items() if k == kind}
 
 
@@ -44,7 +41,7 @@ _DATA_HALVES = (".img", ".img.gz")
 _LONGEST_FIRST = sorted(SUFFIXES, key=len, reverse=True)
 
 
-def suffix_of(path: str | os.PathLike) -> str:
+def suffix_of(path: Union[str, os.PathLike]) -> str:
     """The longest known suffix of the file name ("x.nii.gz" -> ".nii.gz"), lower case; else its last suffix."""
     p = Path(path)
     name = p.name.lower()
@@ -60,12 +57,12 @@ def strip_suffix(name: str) -> str:
     return name[: -len(s)] if s else name
 
 
-def is_volume_file(path: str | os.PathLike) -> bool:
+def is_volume_file(path: Union[str, os.PathLike]) -> bool:
     """A file name that opens as a volume on its own (a volume suffix, not the .img half of an Analyze pair)."""
     s = suffix_of(path)
     return s in VOLUME_EXTS and s not in _DATA_HALVES
 
 
-def natural_key(name: str) -> list[Any]:
+def natural_key(name: str) -> List[Any]:
     """Sort key so that "frame2" < "frame10" (digit runs compare as numbers, letters case-blind)."""
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", str(name))]

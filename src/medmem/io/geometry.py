@@ -20,33 +20,19 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Dict, Sequence, Tuple, Union
 
 import numpy as np
 
 from .errors import GeometryWarning, ImageReadError
 
-__all__ = [
-    "Geometry",
-    "voxel_to_world",
-    "world_to_voxel",
-    "check_direction",
-    "orthonormalize",
-    "repair_direction",
-    "anatomical_axes",
-    "itk_axis_for",
-    "array_axis_for",
-    "orientation_code",
-    "AXIS_NAMES",
-]
-
 #: anatomical slicing-axis name -> world axis (0 = x L-R, 1 = y A-P, 2 = z S-I)
-AXIS_NAMES: dict[str, int] = {"sagittal": 0, "coronal": 1, "axial": 2}
+AXIS_NAMES: Dict[str, int] = {"sagittal": 0, "coronal": 1, "axial": 2}
 _ALIASES = {"transverse": "axial", "transversal": "axial", "frontal": "coronal"}
 
 
-def _vec3(value: Sequence[float], name: str) -> tuple[float, float, float]:
+def _vec3(value: Sequence[float], name: str) -> Tuple[float, float, float]:
     arr = np.asarray(value, dtype=float).reshape(-1)
     if arr.shape != (3,):
         raise ValueError(f"{name} must have 3 values (x, y, z), got {arr.shape[0]}")
@@ -59,9 +45,9 @@ def _vec3(value: Sequence[float], name: str) -> tuple[float, float, float]:
 class Geometry:
     """Where an array of shape ``shape`` (Z, Y, X) lies in world space (see module docstring)."""
 
-    shape: tuple[int, int, int]
-    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    shape: Tuple[int, int, int]
+    spacing: Tuple[float, float, float] = (1.0, 1.0, 1.0)
+    origin: Tuple[float, float, float] = (0.0, 0.0, 0.0)
     direction: np.ndarray = field(default_factory=lambda: np.eye(3))
 
     def __post_init__(self) -> None:
@@ -73,22 +59,22 @@ class Geometry:
         if any(s <= 0 for s in self.spacing):
             raise ValueError(f"spacing must be positive, got {self.spacing}")
 
-    def voxel_to_world(self, idx: np.ndarray | Sequence) -> np.ndarray:
+    def voxel_to_world(self, idx: Union[np.ndarray, Sequence]) -> np.ndarray:
         """Continuous voxel indices (N, 3) in (x, y, z) order -> world points (N, 3) in mm."""
         return voxel_to_world(idx, self.spacing, self.origin, self.direction)
 
-    def world_to_voxel(self, points_mm: np.ndarray | Sequence) -> np.ndarray:
+    def world_to_voxel(self, points_mm: Union[np.ndarray, Sequence]) -> np.ndarray:
         """World points (N, 3) in mm -> continuous voxel indices (N, 3) in (x, y, z) order."""
         return world_to_voxel(points_mm, self.spacing, self.origin, self.direction)
 
-    def contains_index(self, idx: np.ndarray | Sequence, tol: float = 0.5) -> np.ndarray:
+    def contains_index(self, idx: Union[np.ndarray, Sequence], tol: float = 0.5) -> np.ndarray:
         """Whether continuous indices (N, 3, x-y-z order) lie inside the grid (within ``tol`` voxels)."""
         idx = np.atleast_2d(np.asarray(idx, dtype=float))
         size_xyz = np.array(self.shape[::-1], dtype=float)
         return np.all((idx >= -tol) & (idx <= size_xyz - 1 + tol), axis=1)
 
 
-def _as_points(points: np.ndarray | Sequence) -> tuple[np.ndarray, bool]:
+def _as_points(points: Union[np.ndarray, Sequence]) -> Tuple[np.ndarray, bool]:
     arr = np.asarray(points, dtype=float)
     single = arr.ndim == 1
     arr = np.atleast_2d(arr)
@@ -98,10 +84,10 @@ def _as_points(points: np.ndarray | Sequence) -> tuple[np.ndarray, bool]:
 
 
 def voxel_to_world(
-    idx: np.ndarray | Sequence,
+    idx: Union[np.ndarray, Sequence],
     spacing: Sequence[float],
     origin: Sequence[float],
-    direction: np.ndarray | Sequence,
+    direction: Union[np.ndarray, Sequence],
 ) -> np.ndarray:
     """Voxel indices ``(N, 3)`` or ``(3,)`` in (x, y, z) order -> world mm, same shape."""
     arr, single = _as_points(idx)
@@ -111,10 +97,10 @@ def voxel_to_world(
 
 
 def world_to_voxel(
-    points_mm: np.ndarray | Sequence,
+    points_mm: Union[np.ndarray, Sequence],
     spacing: Sequence[float],
     origin: Sequence[float],
-    direction: np.ndarray | Sequence,
+    direction: Union[np.ndarray, Sequence],
 ) -> np.ndarray:
     """World points ``(N, 3)`` or ``(3,)`` in mm -> continuous voxel indices (x, y, z order).
 
@@ -140,7 +126,7 @@ def orthonormalize(direction: np.ndarray) -> np.ndarray:
     return u @ vt
 
 
-def check_direction(direction: np.ndarray | Sequence, *, tol: float = 1e-4, source: str = "") -> np.ndarray:
+def check_direction(direction: Union[np.ndarray, Sequence], *, tol: float = 1e-4, source: str = "") -> np.ndarray:
     """Return ``direction`` as a float 3x3 array, raising :class:`ImageReadError` unless orthonormal.
 
     ``tol`` bounds ``max|D.T D - I|``; directions read from files in float32
@@ -185,7 +171,7 @@ def repair_direction(d: np.ndarray, path: object, *, exact_tol: float = 1e-4, re
     )
 
 
-def _assignment(direction: np.ndarray) -> tuple[int, int, int]:
+def _assignment(direction: np.ndarray) -> Tuple[int, int, int]:
     """For each world axis (x, y, z), the index axis most aligned with it (a permutation)."""
     a = np.abs(np.asarray(direction, dtype=float).reshape(3, 3))  # a[world, index]
     best, best_score = (0, 1, 2), -1.0
@@ -207,7 +193,7 @@ def _canon(name: str) -> str:
     return key
 
 
-def itk_axis_for(name: str, direction: np.ndarray | Sequence) -> int:
+def itk_axis_for(name: str, direction: Union[np.ndarray, Sequence]) -> int:
     """Index axis (ITK order: 0 = x/column, 1 = y/row, 2 = z/slice) closest to an anatomical axis.
 
     "axial" is the index axis closest to world z (S-I), "coronal" to world y
@@ -217,7 +203,7 @@ def itk_axis_for(name: str, direction: np.ndarray | Sequence) -> int:
     return _assignment(np.asarray(direction))[AXIS_NAMES[_canon(name)]]
 
 
-def array_axis_for(name: str | int, direction: np.ndarray | Sequence) -> int:
+def array_axis_for(name: Union[str, int], direction: Union[np.ndarray, Sequence]) -> int:
     """Axis of the numpy array (0 = Z, 1 = Y, 2 = X) for an anatomical name or an array axis int."""
     if isinstance(name, (int, np.integer)) and not isinstance(name, bool):
         if int(name) not in (0, 1, 2):
@@ -226,13 +212,13 @@ def array_axis_for(name: str | int, direction: np.ndarray | Sequence) -> int:
     return 2 - itk_axis_for(str(name), direction)
 
 
-def anatomical_axes(direction: np.ndarray | Sequence) -> dict[str, int]:
+def anatomical_axes(direction: Union[np.ndarray, Sequence]) -> Dict[str, int]:
     """``{"axial": a, "coronal": b, "sagittal": c}`` array axes (0 = Z, 1 = Y, 2 = X)."""
     perm = _assignment(np.asarray(direction))
     return {name: 2 - perm[w] for name, w in AXIS_NAMES.items()}
 
 
-def orientation_code(direction: np.ndarray | Sequence) -> str:
+def orientation_code(direction: Union[np.ndarray, Sequence]) -> str:
     """Three letters: the world direction each index axis (x, y, z) points *towards*, LPS space.
 
     Identity direction gives ``"LPS"``; a NIfTI in RAS+ storage read by ITK gives ``"RAS"``.

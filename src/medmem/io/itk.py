@@ -12,7 +12,7 @@ import gzip
 import re
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -20,9 +20,6 @@ import SimpleITK as sitk
 from .errors import ImageReadError
 from .geometry import Geometry, repair_direction
 from .native import native_stderr
-
-__all__ = ["read_itk", "to_sitk", "itk_error_message", "check_nifti_complete"]
-
 
 
 def itk_error_message(exc: BaseException) -> str:
@@ -47,7 +44,7 @@ def itk_error_message(exc: BaseException) -> str:
 
 
 # --------------------------------------------------------------------------- integrity
-def _nifti_expected_bytes(header_bytes: bytes) -> int | None:
+def _nifti_expected_bytes(header_bytes: bytes) -> Optional[int]:
     """Bytes a NIfTI-1/2 file must hold (vox_offset + data), from its header; None if not parseable."""
     import nibabel as nib
 
@@ -128,7 +125,7 @@ def check_nifti_complete(path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- reading
-def _file_modality(value: str) -> str | None:
+def _file_modality(value: str) -> Optional[str]:
     """Modality stored in a file header (MetaImage "MET_MOD_CT", NRRD key "modality"), or None."""
     v = str(value).strip().upper()
     if v.startswith("MET_MOD_"):
@@ -185,10 +182,10 @@ def _restore_nonfinite(arr: np.ndarray, path: Path) -> np.ndarray:
 def read_itk(
     path: Path,
     *,
-    channel: int | None = None,
-    timepoint: int | None = None,
+    channel: Optional[int] = None,
+    timepoint: Optional[int] = None,
     fmt: str = "itk",
-) -> tuple[np.ndarray, Geometry, dict[str, Any]]:
+) -> Tuple[np.ndarray, Geometry, Dict[str, Any]]:
     """Read an ITK-supported file.
 
     Returns ``(array, geometry, meta)`` with ``array`` shaped ``(Z, Y, X)`` or
@@ -201,7 +198,7 @@ def read_itk(
     is_nifti = fmt == "nifti"
     if is_nifti:
         check_nifti_complete(path)
-    meta: dict[str, Any] = {}
+    meta: Dict[str, Any] = {}
     try:
         if fmt == "mgh" or (is_nifti and nifti_version(path) == 2):  # ITK reads neither
             arr, sp3, or3, dir3, meta = read_nibabel(path)

@@ -14,8 +14,6 @@ import tempfile
 import threading
 from typing import Iterator
 
-__all__ = ["native_stderr"]
-
 _LOCK = threading.Lock()  # fd 2 is process-wide: one redirect at a time
 
 

@@ -11,21 +11,19 @@ Internal module; the public entry points are :func:`medmem.io.read_volume`,
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 
 from .errors import ImageReadError, ImageWriteError
 from .geometry import Geometry, repair_direction
 
-__all__ = ["nifti_version", "read_nibabel", "write_nibabel", "geometry_to_affine", "affine_to_geometry"]
-
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 #: on-disk types MGH can hold
 _MGH_TYPES = (np.uint8, np.int16, np.int32, np.float32)
 
 
-def nifti_version(path: Path) -> int | None:
+def nifti_version(path: Path) -> Optional[int]:
     """1 or 2 from a .nii / .nii.gz header's ``sizeof_hdr`` (348 / 540), None if neither."""
     import gzip
 
@@ -43,7 +41,7 @@ def nifti_version(path: Path) -> int | None:
     return None
 
 
-def affine_to_geometry(affine: np.ndarray, path: Path | str = "") -> tuple[tuple, tuple, np.ndarray]:
+def affine_to_geometry(affine: np.ndarray, path: Union[Path, str] = "") -> Tuple[tuple, tuple, np.ndarray]:
     """RAS affine (4x4) -> (spacing, origin, direction) in medmem's LPS convention."""
     lps = _RAS_TO_LPS @ np.asarray(affine, dtype=float)[:3, :4]
     m, origin = lps[:, :3], lps[:, 3]
@@ -64,7 +62,7 @@ def geometry_to_affine(geom: Geometry) -> np.ndarray:
     return aff
 
 
-def read_nibabel(path: Path) -> tuple[np.ndarray, tuple, tuple, np.ndarray, dict[str, Any]]:
+def read_nibabel(path: Path) -> Tuple[np.ndarray, tuple, tuple, np.ndarray, Dict[str, Any]]:
     """Read NIfTI-1/2 or MGH/MGZ: (array in reversed axis order (..., z, y, x), spacing, origin, direction, meta).
 
     The array keeps extra axes outermost (time first), as ITK gives them, so the caller picks
@@ -84,7 +82,7 @@ def read_nibabel(path: Path) -> tuple[np.ndarray, tuple, tuple, np.ndarray, dict
     if data.ndim < 3:
         data = data.reshape(data.shape + (1,) * (3 - data.ndim))
     data = np.transpose(data, tuple(range(data.ndim - 1, -1, -1)))  # (x, y, z, t) -> (t, z, y, x)
-    meta: dict[str, Any] = {"original_dtype": str(img.get_data_dtype()), "reader": "nibabel"}
+    meta: Dict[str, Any] = {"original_dtype": str(img.get_data_dtype()), "reader": "nibabel"}
     if isinstance(img, nib.Nifti2Image):
         meta["nifti_version"] = 2
     return np.ascontiguousarray(data), spacing, origin, direction, meta

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Dict, List, Literal, Optional, Tuple, Union
 
 import numpy as np
 
@@ -31,12 +31,10 @@ from .filenames import DICOM_EXTS, IMAGE_EXTS, SUFFIXES, natural_key, suffix_of
 from .geometry import Geometry
 from .volume import Volume
 
-__all__ = ["read_volume", "guess_format"]
-
 _ITK_FORMATS = ("nifti", "nrrd", "metaimage", "analyze", "vtk", "gipl", "mgh")
 
 
-def guess_format(path: str | os.PathLike) -> str:
+def guess_format(path: Union[str, os.PathLike]) -> str:
     """Format name of a path: "nifti", "nrrd", "metaimage", "dicom", "png", "jpeg", "tiff", "video", "frames", ..."""
     from .dicom import is_dicom_file
 
@@ -49,7 +47,7 @@ def guess_format(path: str | os.PathLike) -> str:
     return "dicom" if is_dicom_file(p) else "unknown"
 
 
-def _folder_kind(folder: Path) -> tuple[str, list[Path]]:
+def _folder_kind(folder: Path) -> Tuple[str, List[Path]]:
     from .dicom import is_dicom_file
 
     entries = sorted((p for p in folder.iterdir() if not p.name.startswith(".")), key=lambda p: natural_key(p.name))
@@ -70,7 +68,7 @@ def _folder_kind(folder: Path) -> tuple[str, list[Path]]:
 
 
 # --------------------------------------------------------------------------- modality guess
-def _guess_modality(arr: np.ndarray, kind: str) -> str | None:
+def _guess_modality(arr: np.ndarray, kind: str) -> Optional[str]:
     """A coarse hint from intensities and kind.
 
     "CT" when air sits near -1000 (1st percentile <= -500 HU, minimum >= -3100);
@@ -90,7 +88,7 @@ def _guess_modality(arr: np.ndarray, kind: str) -> str | None:
 
 
 # --------------------------------------------------------------------------- 2D images
-def _read_png(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+def _read_png(path: Path) -> Tuple[np.ndarray, Dict[str, Any]]:
     """PNG via SimpleITK (keeps 16-bit grey and 16-bit RGB); returns (Y, X) or (Y, X, 3)."""
     import SimpleITK as sitk
 
@@ -113,7 +111,7 @@ def _read_png(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     return arr, meta
 
 
-def _read_pillow(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+def _read_pillow(path: Path) -> Tuple[np.ndarray, Dict[str, Any]]:
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -139,13 +137,13 @@ def _read_pillow(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     return arr, meta
 
 
-def _read_tiff(path: Path, channel: int | None) -> tuple[np.ndarray, dict[str, Any], str]:
+def _read_tiff(path: Path, channel: Optional[int]) -> Tuple[np.ndarray, Dict[str, Any], str]:
     """TIFF via tifffile; returns ((Z, Y, X[, 3]) array, meta, kind)."""
     import logging
 
     import tifffile
 
-    records: list[logging.LogRecord] = []
+    records: List[logging.LogRecord] = []
     handler = logging.Handler()
     handler.emit = records.append  # type: ignore[method-assign]
     logger = logging.getLogger("tifffile")  # tifffile logs what it skips; on failure our error says it all
@@ -201,7 +199,7 @@ def _read_tiff(path: Path, channel: int | None) -> tuple[np.ndarray, dict[str, A
     )
 
 
-def _read_2d(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+def _read_2d(path: Path) -> Tuple[np.ndarray, Dict[str, Any]]:
     ext = suffix_of(path)
     if ext == ".png":
         return _read_png(path)
@@ -220,7 +218,7 @@ def _ffmpeg_message(exc: BaseException) -> str:
     return " ".join(text.split())[:400]
 
 
-def _read_video(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+def _read_video(path: Path) -> Tuple[np.ndarray, Dict[str, Any]]:
     import imageio.v2 as iio
 
     try:
@@ -253,7 +251,7 @@ def _read_video(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     return arr, meta
 
 
-def _check_frame_count(path: Path, decoded: int, info: dict[str, Any]) -> None:
+def _check_frame_count(path: Path, decoded: int, info: Dict[str, Any]) -> None:
     """Warn when fewer frames decode than the container's duration x fps promise (a truncated file).
 
     ffmpeg stops quietly at the end of the data, so without this a cut-off video reads as a shorter one.
@@ -278,7 +276,7 @@ def _is_grey(rgb: np.ndarray, tol: int = 3) -> bool:
     )
 
 
-def _read_frames(folder: Path, files: list[Path]) -> tuple[np.ndarray, dict[str, Any]]:
+def _read_frames(folder: Path, files: List[Path]) -> Tuple[np.ndarray, Dict[str, Any]]:
     frames = [(_tiff_2d(f) if suffix_of(f) in (".tif", ".tiff") else _read_2d(f))[0] for f in files]
     shapes = {a.shape[:2] for a in frames}
     if len(shapes) > 1:
@@ -290,7 +288,7 @@ def _read_frames(folder: Path, files: list[Path]) -> tuple[np.ndarray, dict[str,
     return arr, {"original_dtype": str(arr.dtype), "frame_files": [f.name for f in files]}
 
 
-def _tiff_2d(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+def _tiff_2d(path: Path) -> Tuple[np.ndarray, Dict[str, Any]]:
     arr, meta, kind = _read_tiff(path, None)
     if arr.shape[0] != 1:
         raise ImageReadError(f"{path}: multi-page TIFF inside a frame folder")
@@ -298,7 +296,7 @@ def _tiff_2d(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------- main entry
-def _companions(path: Path) -> list[str]:
+def _companions(path: Path) -> List[str]:
     """The file and, for header/data pairs (.mhd/.raw, .nhdr/.raw, .hdr/.img), its data files."""
     out = [str(path.resolve())]
     ext = suffix_of(path)
@@ -310,7 +308,7 @@ def _companions(path: Path) -> list[str]:
     return out
 
 
-def _finite(arr: np.ndarray, path: Path, nonfinite: str, fill_value: float | None) -> tuple[np.ndarray, dict]:
+def _finite(arr: np.ndarray, path: Path, nonfinite: str, fill_value: Optional[float]) -> Tuple[np.ndarray, dict]:
     """Apply the ``nonfinite`` rule of :func:`read_volume` to NaN / inf voxels."""
     if not np.issubdtype(arr.dtype, np.floating):
         return arr, {}
@@ -346,13 +344,13 @@ def _finite(arr: np.ndarray, path: Path, nonfinite: str, fill_value: float | Non
 
 
 def read_volume(
-    path_or_folder: str | os.PathLike,
+    path_or_folder: Union[str, os.PathLike],
     *,
-    series_uid: str | None = None,
-    channel: int | None = None,
-    timepoint: int | None = None,
+    series_uid: Optional[str] = None,
+    channel: Optional[int] = None,
+    timepoint: Optional[int] = None,
     nonfinite: Literal["warn", "error", "replace"] = "warn",
-    fill_value: float | None = None,
+    fill_value: Optional[float] = None,
 ) -> Volume:
     """Read a volume, image, video, DICOM series or frame folder into a :class:`Volume`.
 
@@ -387,10 +385,10 @@ def read_volume(
         parent = path.parent
         hint = "" if parent.exists() else f" (folder {parent} does not exist either)"
         raise ImageReadError(f"no such file or folder: {path}{hint}")
-    meta: dict[str, Any] = {"source_path": str(path.resolve())}
-    modality: str | None = None
+    meta: Dict[str, Any] = {"source_path": str(path.resolve())}
+    modality: Optional[str] = None
     modality_source = "guess"
-    geom: Geometry | None = None
+    geom: Optional[Geometry] = None
 
     if path.is_dir():
         kind_name, files = _folder_kind(path)

@@ -14,17 +14,16 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import Dict, List
 
-__all__ = ["sample_path", "list_samples", "SAMPLES"]
-
-SAMPLES: dict[str, str] = {
+SAMPLES: Dict[str, str] = {
     "mni152_t1": "mni152_t1.nii.gz",
     "mni152_brain_mask": "mni152_brain_mask.nii.gz",
     "mni152_license": "LICENSE_MNI152.txt",
 }
 
 
-def list_samples() -> list[str]:
+def list_samples() -> List[str]:
     """Names accepted by :func:`sample_path`."""
     return sorted(SAMPLES)
 

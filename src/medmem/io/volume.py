@@ -18,9 +18,8 @@ Slicing
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -33,8 +32,6 @@ from .geometry import (
     voxel_to_world,
     world_to_voxel,
 )
-
-__all__ = ["Volume", "SliceView", "KINDS"]
 
 KINDS = ("volume", "image", "video")
 _AXIS_LETTERS = ("Z", "Y", "X")
@@ -51,10 +48,10 @@ class SliceView:
     """
 
     array: np.ndarray
-    axis: str | int
+    axis: Union[str, int]
     array_axis: int
-    perm: tuple[int, ...]
-    pixel_spacing: tuple[float, float]
+    perm: Tuple[int, ...]
+    pixel_spacing: Tuple[float, float]
     slice_spacing: float
 
     @property
@@ -62,7 +59,7 @@ class SliceView:
         return int(self.array.shape[0])
 
     @property
-    def slice_shape(self) -> tuple[int, int]:
+    def slice_shape(self) -> Tuple[int, int]:
         """(H, W) of one slice."""
         return (int(self.array.shape[1]), int(self.array.shape[2]))
 
@@ -77,7 +74,7 @@ class SliceView:
         inv = tuple(int(i) for i in np.argsort(perm3)) + tuple(range(3, arr.ndim))
         return arr.transpose(inv)
 
-    def slice_to_voxel(self, slice_index: float, row: float, col: float) -> tuple[float, float, float]:
+    def slice_to_voxel(self, slice_index: float, row: float, col: float) -> Tuple[float, float, float]:
         """(slice, row, column) in this view -> voxel index (x, y, z) of the volume."""
         zyx = [0.0, 0.0, 0.0]
         zyx[self.perm[0]] = float(slice_index)
@@ -85,13 +82,13 @@ class SliceView:
         zyx[self.perm[2]] = float(col)
         return (zyx[2], zyx[1], zyx[0])
 
-    def voxel_to_slice(self, idx_xyz: Sequence[float]) -> tuple[float, float, float]:
+    def voxel_to_slice(self, idx_xyz: Sequence[float]) -> Tuple[float, float, float]:
         """Voxel index (x, y, z) -> (slice, row, column) in this view."""
         zyx = (float(idx_xyz[2]), float(idx_xyz[1]), float(idx_xyz[0]))
         return (zyx[self.perm[0]], zyx[self.perm[1]], zyx[self.perm[2]])
 
 
-def _spacing_zyx(spacing: Sequence[float]) -> tuple[float, float, float]:
+def _spacing_zyx(spacing: Sequence[float]) -> Tuple[float, float, float]:
     return (float(spacing[2]), float(spacing[1]), float(spacing[0]))
 
 
@@ -113,12 +110,12 @@ class Volume:
     """
 
     array: np.ndarray
-    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    spacing: Tuple[float, float, float] = (1.0, 1.0, 1.0)
+    origin: Tuple[float, float, float] = (0.0, 0.0, 0.0)
     direction: np.ndarray = field(default_factory=lambda: np.eye(3))
-    modality: str | None = None
+    modality: Optional[str] = None
     kind: str = "volume"
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: Dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         arr = np.asarray(self.array)
@@ -141,12 +138,12 @@ class Volume:
 
     # ----------------------------------------------------------------- basics
     @property
-    def shape(self) -> tuple[int, int, int]:
+    def shape(self) -> Tuple[int, int, int]:
         """Spatial shape (Z, Y, X)."""
         return tuple(int(s) for s in self.array.shape[:3])  # type: ignore[return-value]
 
     @property
-    def size_xyz(self) -> tuple[int, int, int]:
+    def size_xyz(self) -> Tuple[int, int, int]:
         """Grid size in ITK order (x, y, z) = (X, Y, Z)."""
         z, y, x = self.shape
         return (x, y, z)
@@ -160,7 +157,7 @@ class Volume:
         return int(self.array.shape[3]) if self.array.ndim == 4 else 1
 
     @property
-    def spacing_zyx(self) -> tuple[float, float, float]:
+    def spacing_zyx(self) -> Tuple[float, float, float]:
         """Spacing in array order (z, y, x), handy for numpy/scipy code."""
         return _spacing_zyx(self.spacing)
 
@@ -173,7 +170,7 @@ class Volume:
         """Orientation code, e.g. "LPS" (identity) or "RAS" (see :func:`geometry.orientation_code`)."""
         return orientation_code(self.direction)
 
-    def with_array(self, array: np.ndarray, *, kind: str | None = None, meta: dict | None = None) -> Volume:
+    def with_array(self, array: np.ndarray, *, kind: Optional[str] = None, meta: Optional[dict] = None) -> Volume:
         """A new Volume with the same geometry and ``array`` (same spatial shape (Z, Y, X))."""
         array = np.asarray(array)
         if array.ndim == 2 and self.shape[0] == 1:
@@ -191,20 +188,20 @@ class Volume:
         )
 
     # ------------------------------------------------------------ coordinates
-    def voxel_to_world(self, idx: np.ndarray | Sequence) -> np.ndarray:
+    def voxel_to_world(self, idx: Union[np.ndarray, Sequence]) -> np.ndarray:
         """Voxel indices (N, 3) or (3,) in (x, y, z) order -> world points in mm (LPS)."""
         return voxel_to_world(idx, self.spacing, self.origin, self.direction)
 
-    def world_to_voxel(self, points_mm: np.ndarray | Sequence) -> np.ndarray:
+    def world_to_voxel(self, points_mm: Union[np.ndarray, Sequence]) -> np.ndarray:
         """World points (N, 3) or (3,) in mm -> continuous voxel indices (x, y, z order)."""
         return world_to_voxel(points_mm, self.spacing, self.origin, self.direction)
 
     # ---------------------------------------------------------------- slicing
-    def anatomical_axes(self) -> dict[str, int]:
+    def anatomical_axes(self) -> Dict[str, int]:
         """Array axis (0 = Z, 1 = Y, 2 = X) of each anatomical name, from the direction matrix."""
         return anatomical_axes(self.direction)
 
-    def slices(self, axis: str | int = 0) -> SliceView:
+    def slices(self, axis: Union[str, int] = 0) -> SliceView:
         """The array with the slicing axis first: ``(S, H, W[, C])``.
 
         ``axis`` is "axial" | "coronal" | "sagittal" (resolved from the
@@ -225,7 +222,7 @@ class Volume:
             slice_spacing=sp[a],
         )
 
-    def from_slices(self, arr: np.ndarray, view: SliceView | str | int = 0) -> np.ndarray:
+    def from_slices(self, arr: np.ndarray, view: Union[SliceView, str, int] = 0) -> np.ndarray:
         """Put per-slice results ``(S, H, W, *extra)`` of :meth:`slices` back into ``(Z, Y, X, *extra)``."""
         if not isinstance(view, SliceView):
             view = self.slices(view)

@@ -18,19 +18,15 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Mapping
 from pathlib import Path
-
-from ..atomic import atomic_path
+from typing import Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
+from ..atomic import atomic_path
 from .errors import ImageWriteError
 from .filenames import DICOM_EXTS, IMAGE_EXTS, WRITTEN_EXTS, strip_suffix, suffix_of
 from .volume import Volume
-
-__all__ = ["write_mask", "write_volume", "mask_to_label_map", "output_format", "check_mask_output",
-           "MASK_FORMATS"]
 
 #: formats :func:`write_mask` writes (a mask is a label map, so no lossy or video formats)
 MASK_FORMATS = ("nifti", "nrrd", "metaimage", "mgh", "png", "png-folder", "dicom-seg")
@@ -38,7 +34,7 @@ _MASK_HELP = (".nii.gz, .nii, .nrrd, .mha, .mgz, .png (2D sources), a folder (on
               "or .dcm (DICOM-SEG)")
 
 
-def output_format(path: str | os.PathLike) -> str:
+def output_format(path: Union[str, os.PathLike]) -> str:
     """Format chosen for an output path: nifti, nrrd, metaimage, mgh, png, tiff, jpeg, bmp, video, dicom-seg, png-folder."""
     p = Path(path)
     ext = suffix_of(p)
@@ -53,7 +49,7 @@ def output_format(path: str | os.PathLike) -> str:
 
 
 # --------------------------------------------------------------------------- safety
-def _same_file(a: Path, b: str | os.PathLike) -> bool:
+def _same_file(a: Path, b: Union[str, os.PathLike]) -> bool:
     b = Path(b)
     try:
         if a.exists() and b.exists():
@@ -63,7 +59,7 @@ def _same_file(a: Path, b: str | os.PathLike) -> bool:
     return a.resolve() == b.resolve()
 
 
-def _guard_inputs(path: Path, like: Volume | None) -> None:
+def _guard_inputs(path: Path, like: Optional[Volume]) -> None:
     """Raise if ``path`` is ``like``'s source (file or folder) or one of its source files."""
     if like is None:
         return
@@ -92,8 +88,8 @@ def _spatial(arr: np.ndarray, like: Volume, what: str) -> np.ndarray:
 
 
 def mask_to_label_map(
-    mask: np.ndarray | Mapping[int, np.ndarray], like: Volume
-) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    mask: Union[np.ndarray, Mapping[int, np.ndarray]], like: Volume
+) -> Tuple[np.ndarray, Dict[int, np.ndarray]]:
     """Normalise a mask to ``(label map (Z, Y, X), {id: bool mask})``.
 
     Overlapping per-object masks are resolved in the label map by giving
@@ -101,7 +97,7 @@ def mask_to_label_map(
     overlaps (DICOM-SEG stores them faithfully).
     """
     if isinstance(mask, Mapping):
-        objects: dict[int, np.ndarray] = {}
+        objects: Dict[int, np.ndarray] = {}
         for key, m in mask.items():
             try:
                 obj = int(key)
@@ -146,7 +142,7 @@ def mask_to_label_map(
     return arr, {i: arr == i for i in ids}
 
 
-def _labels_sidecar(path: Path, labels: Mapping[int, str] | None, present: list[int]) -> None:
+def _labels_sidecar(path: Path, labels: Optional[Mapping[int, str]], present: List[int]) -> None:
     if not labels:
         return
     side = path.parent / f"{strip_suffix(path.name)}.labels.json" if path.suffix else path / "labels.json"
@@ -155,7 +151,7 @@ def _labels_sidecar(path: Path, labels: Mapping[int, str] | None, present: list[
         tmp.write_text(json.dumps(payload, indent=2))
 
 
-def _write_itk(arr: np.ndarray, like: Volume, path: Path, labels: Mapping[int, str] | None = None) -> None:
+def _write_itk(arr: np.ndarray, like: Volume, path: Path, labels: Optional[Mapping[int, str]] = None) -> None:
     """NIfTI / NRRD / MHA through ITK; NIfTI-2 (a NIfTI-2 source) and MGH/MGZ through nibabel."""
     import SimpleITK as sitk
 
@@ -201,7 +197,7 @@ def _write_2d(arr2d: np.ndarray, path: Path) -> None:
             Image.fromarray(arr2d).save(tmp, format="JPEG" if fmt == "jpeg" else fmt.upper())
 
 
-def _write_png_folder(stack: np.ndarray, like: Volume, folder: Path) -> list[Path]:
+def _write_png_folder(stack: np.ndarray, like: Volume, folder: Path) -> List[Path]:
     if folder.exists() and not folder.is_dir():
         raise ImageWriteError(f"{folder} is a file; per-slice PNGs need a folder (or give a .png/.nii.gz name)")
     folder.mkdir(parents=True, exist_ok=True)
@@ -231,7 +227,7 @@ def _writable_folder(path: Path) -> None:
         raise ImageWriteError(f"{path}: the folder {parent} is not writable")
 
 
-def check_mask_output(path: str | os.PathLike, like: Volume | None = None) -> str:
+def check_mask_output(path: Union[str, os.PathLike], like: Optional[Volume] = None) -> str:
     """Validate a mask output path before any work is done; return its format.
 
     Without ``like`` only the path is checked (extension, folder writable); with the source
@@ -259,11 +255,11 @@ def check_mask_output(path: str | os.PathLike, like: Volume | None = None) -> st
 
 
 def write_mask(
-    mask: np.ndarray | Mapping[int, np.ndarray],
+    mask: Union[np.ndarray, Mapping[int, np.ndarray]],
     like: Volume,
-    path: str | os.PathLike,
+    path: Union[str, os.PathLike],
     *,
-    labels: dict[int, str] | None = None,
+    labels: Optional[Dict[int, str]] = None,
 ) -> Path:
     """Write a segmentation in the geometry of ``like``.
 
@@ -316,7 +312,7 @@ def write_mask(
     return path
 
 
-def write_volume(volume: Volume, path: str | os.PathLike) -> Path:
+def write_volume(volume: Volume, path: Union[str, os.PathLike]) -> Path:
     """Write an image / volume / video.
 
     NIfTI / NRRD / MHA keep the geometry (colour becomes a vector image);

@@ -447,8 +447,3 @@ def parse_policy_options(items: Iterable[str], policy: str) -> Dict[str, object]
         except ValueError as e:
             raise ValueError(f"policy option {k}: {e}") from None
     return out
-
-
-__all__ = ["MemoryPolicy", "FifoPolicy", "BankPolicy", "SelfSortingPolicy", "ConfidencePolicy", "POLICIES",
-           "make_policy", "parse_policy_options", "policy_option_names", "confidence_of",
-           "Selection", "MemoryBank", "feature_key"]

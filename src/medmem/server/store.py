@@ -9,7 +9,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 from ..atomic import atomic_path
 from .session import EditSession
@@ -91,7 +91,7 @@ class SessionStore:
                 shutil.rmtree(d, ignore_errors=True)
 
     # ------------------------------------------------------------------ lifecycle
-    def new_folder(self) -> tuple[str, Path]:
+    def new_folder(self) -> Tuple[str, Path]:
         """A fresh session id and its (empty) folder; the caller fills it, then calls `add`."""
         self.expire()
         with self._lock:
