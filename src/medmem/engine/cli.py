@@ -21,9 +21,20 @@ def _fail(e: BaseException) -> click.ClickException:
     return click.ClickException(_one_line(e))
 
 
-def _load_model(checkpoint: Optional[str], config: Optional[str], device: Optional[str], name: Optional[str] = None):
+def _load_model(checkpoint: Optional[str], config: Optional[str], device: Optional[str], name: Optional[str] = None,
+                backend: str = "torch"):
     """The model from --checkpoint/--config, or a named pretrained model (--model; default: the bundled
-    default model); bad weights -> a one-line error."""
+    default model); bad weights -> a one-line error. backend: "torch", or an onnxruntime backend (CPU)."""
+    if backend != "torch":
+        if device not in (None, "cpu"):
+            raise click.ClickException(f"--backend {backend} runs on the CPU; drop --device {device}")
+        from ..export import OnnxUnavailable, as_backend
+
+        model = _load_model(checkpoint, config, "cpu", name)
+        try:
+            return as_backend(model, backend)
+        except (OnnxUnavailable, ValueError, RuntimeError) as e:
+            raise click.ClickException(f"--backend {backend}: {_one_line(e)}") from None
     import medmem
 
     if checkpoint is None:
@@ -172,6 +183,9 @@ def _resolve_input(value: str) -> Path:
 @click.option("--config", "config", help="model config name (default: inferred from the checkpoint)")
 @_model_option
 @click.option("--device", default=None, help="cpu | cuda | mps (default: best available)")
+@click.option("--backend", default="torch", type=click.Choice(["torch", "onnxruntime", "onnxruntime-int8"]),
+              help="run the network in PyTorch, or as ONNX graphs in onnxruntime on the CPU (fp32, or dynamic int8; "
+                   "needs medmem[onnx]; docs/export.md) [torch]")
 @click.option("--overlay", type=click.Path(path_type=Path), help="PNG mosaic of slices with contours")
 @click.option("--report", type=click.Path(path_type=Path), help="JSON report with per-slice confidence")
 @click.option("--reference", "reference", callback=lambda ctx, param, v: None if v is None else _resolve_input(v),
@@ -179,7 +193,8 @@ def _resolve_input(value: str) -> Path:
                    "per object, in the report")
 @click.option("--quiet", is_flag=True)
 def segment_cmd(input_path: Path, out: Path, prompts_file, box, slice_idx, points, policy, policy_opts, axis, axes,
-                direction, intensity, checkpoint, config, model_name, device, overlay, report, reference, quiet):
+                direction, intensity, checkpoint, config, model_name, device, overlay, report, reference, quiet,
+                backend="torch"):
     """Segment a volume (NIfTI, NRRD, MHA, MGZ, DICOM folder, video, image) from prompts on any slice.
 
     Outputs are checked before any work starts; every file is written atomically, and only after the
@@ -188,13 +203,14 @@ def segment_cmd(input_path: Path, out: Path, prompts_file, box, slice_idx, point
     restore = exit_on_sigterm()
     try:
         _segment(input_path, out, prompts_file, box, slice_idx, points, policy, policy_opts, axis, axes, direction,
-                 intensity, checkpoint, config, model_name, device, overlay, report, reference, quiet)
+                 intensity, checkpoint, config, model_name, device, overlay, report, reference, quiet, backend=backend)
     finally:
         restore()
 
 
 def _segment(input_path: Path, out: Path, prompts_file, box, slice_idx, points, policy, policy_opts, axis, axes,
-             direction, intensity, checkpoint, config, model_name, device, overlay, report, reference, quiet) -> None:
+             direction, intensity, checkpoint, config, model_name, device, overlay, report, reference, quiet,
+             backend: str = "torch") -> None:
     """The body of `medmem segment` (see :func:`segment_cmd`)."""
     from ..io import ImageReadError, ImageWriteError, PromptFileError, load_prompts, read_volume, write_mask
     from ..io.overlay import overlay_mosaic, write_json_atomic, write_png_atomic
@@ -237,7 +253,7 @@ def _segment(input_path: Path, out: Path, prompts_file, box, slice_idx, points, 
             else:
                 objects = parse_cli_prompts(vol, axis, box, slice_idx, list(points))
             if model is None:
-                model = _load_model(checkpoint, config, device, model_name)
+                model = _load_model(checkpoint, config, device, model_name, backend)
             if axes_list:
                 from .multi_axis import segment_multi_axis
 

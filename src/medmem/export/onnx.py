@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import platform
 import warnings
@@ -252,7 +253,7 @@ def export_onnx(model: SAM2Model, out_dir: os.PathLike, precisions: Sequence[str
             raise ValueError(f"unknown precision {p!r}; choose from {', '.join(PRECISIONS)}")
     if model.device.type != "cpu" or next(model.parameters()).dtype != torch.float32:
         raise ValueError("export a model on the CPU in float32 (build it with device='cpu')")
-    import medmem
+    from .. import __version__
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -264,7 +265,7 @@ def export_onnx(model: SAM2Model, out_dir: os.PathLike, precisions: Sequence[str
         model.train(was_training)
     manifest = {
         "format": FORMAT,
-        "medmem_version": medmem.__version__,
+        "medmem_version": __version__,
         "torch_version": torch.__version__,
         "python": platform.python_version(),
         "config": model.cfg.name,
@@ -287,14 +288,20 @@ def quantize_export(out_dir: os.PathLike) -> dict:
     q = require_onnx("onnxruntime.quantization")
     out_dir = Path(out_dir)
     manifest = read_manifest(out_dir)
-    for name, g in manifest["graphs"].items():
-        dst = out_dir / f"{name}.int8.onnx"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with atomic_path(dst, suffix=".onnx") as tmp:
-                q.quantize_dynamic(str(out_dir / g["file"]), str(tmp), weight_type=q.QuantType.QInt8,
-                                   op_types_to_quantize=list(INT8_OPS))
-        manifest["int8"][name] = dst.name
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantiser logs advice to the root logger
+    try:
+        for name, g in manifest["graphs"].items():
+            dst = out_dir / f"{name}.int8.onnx"
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with atomic_path(dst, suffix=".onnx") as tmp:
+                    q.quantize_dynamic(str(out_dir / g["file"]), str(tmp), weight_type=q.QuantType.QInt8,
+                                       op_types_to_quantize=list(INT8_OPS))
+            manifest["int8"][name] = dst.name
+    finally:
+        root.setLevel(level)
     manifest["int8_ops"] = list(INT8_OPS)
     _write_manifest(out_dir, manifest)
     return manifest
