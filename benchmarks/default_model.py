@@ -26,7 +26,8 @@ def run_one(n: int, policy: str) -> dict:
     from scipy import ndimage
 
     import medmem
-    from medmem.engine.pipeline import default_model_path, segment_volume
+    from medmem.data.prompt_sim import mask_to_box
+    from medmem.engine.pipeline import segment_volume
     from medmem.io import BoxPrompt, ObjectPrompts, read_volume, sample_path
 
     threads = int(os.environ.get("BENCH_THREADS", "0"))
@@ -40,12 +41,11 @@ def run_one(n: int, policy: str) -> dict:
         gt = ndimage.zoom(gt.astype(np.uint8), (z, 1, 1), order=0) > 0
         vol = dataclasses.replace(vol, array=arr, spacing=(vol.spacing[0], vol.spacing[1], vol.spacing[2] / z))
     s = int(np.argmax(gt.reshape(gt.shape[0], -1).sum(1)))
-    ys, xs = np.nonzero(gt[s])
-    box = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
-    model = medmem.build_model(checkpoint=str(default_model_path()), device="cpu")
+    box = mask_to_box(gt[s])  # inclusive pixels (docs/io.md)
+    model = medmem.build_model("default", device="cpu")
     t0 = time.perf_counter()
-    labels, rep, _ = segment_volume(model, vol, [ObjectPrompts(id=1, prompts=[BoxPrompt(slice=s, box=box)], axis=0)],
-                                    policy=policy)
+    labels = segment_volume(model, vol, [ObjectPrompts(id=1, prompts=[BoxPrompt(slice=s, box=box)], axis=0)],
+                            policy=policy).labels
     secs = time.perf_counter() - t0
     pred = labels == 1
     dice = 2 * (pred & gt).sum() / max(pred.sum() + gt.sum(), 1)

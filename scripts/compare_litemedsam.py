@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 import medmem
+from medmem.data.prompt_sim import mask_to_box
 from medmem.eval.metrics import dice, nsd
 from medmem.io import read_volume, sample_path
 
@@ -49,16 +50,14 @@ def main() -> None:
     sp = vol.spacing_zyx
     areas = gt.reshape(gt.shape[0], -1).sum(1)
     s = int(np.argmax(areas))
-    ys, xs = np.nonzero(gt[s])
-    box = [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+    box = [float(v) for v in mask_to_box(gt[s])]  # inclusive pixels (docs/io.md), as LiteMedSAM's own boxes
 
     with tempfile.TemporaryDirectory() as root:
         net = lite_model(pretrained=True, root=root, device="cpu")
         lite_s = lite_predict(net, img[s], box)
         lite_all = np.zeros_like(gt)
         for z in np.flatnonzero(areas):
-            yz, xz = np.nonzero(gt[z])
-            lite_all[z] = lite_predict(net, img[z], [xz.min(), yz.min(), xz.max() + 1, yz.max() + 1])
+            lite_all[z] = lite_predict(net, img[z], list(mask_to_box(gt[z])))
 
     model = medmem.build_model(checkpoint=a.checkpoint, device="cpu")
     sess = medmem.VolumeSession(model, vol.array)  # the stored uint8 volume, as `medmem segment` reads it

@@ -22,7 +22,8 @@ import torch
 import medmem
 from medmem.data.synth import load_manifest
 from medmem.eval.metrics import dice, hd95, nsd
-from medmem.eval.one_box import box_of, largest_slice, propagate_from_box
+from medmem.data.prompt_sim import mask_to_box
+from medmem.eval.one_box import largest_slice, propagate_from_box
 from medmem.io import read_volume, sample_path
 
 
@@ -30,7 +31,7 @@ def segment_3d(model, image, gt, policy="fifo", intensity="auto"):
     """Box on the largest slice of gt (axis 0), propagate both ways → (S, H, W) bool, seconds, slice."""
     s = largest_slice(gt)
     opts = {} if policy == "fifo" else dict(capacity=16)
-    pred, secs, _ = propagate_from_box(model, image, s, box_of(gt[s]), policy, intensity,
+    pred, secs, _ = propagate_from_box(model, image, s, mask_to_box(gt[s]), policy, intensity,
                                        session_kwargs=dict(policy_kwargs=opts))
     return pred, secs, s
 
@@ -44,7 +45,7 @@ def evaluate_mni(model) -> dict:
         pred, secs, s = segment_3d(model, vol.array, gt, policy)
         out[policy] = dict(dice=round(dice(pred, gt), 4), nsd_2mm=round(nsd(pred, gt, sp, 2.0), 4),
                            hd95_mm=round(hd95(pred, gt, sp), 2), seconds=round(secs, 2), prompt_slice=s,
-                           box=box_of(gt[s]))
+                           box=list(mask_to_box(gt[s])))
     return out
 
 
@@ -63,7 +64,7 @@ def evaluate_synth(model, manifest: str, max_per_task: int = 4, split: str = "te
                 pred, _, _ = segment_3d(model, case.image, gt)
             else:
                 predictor.set_image(case.image)
-                m, _, _ = predictor.predict(box=box_of(gt), multimask_output=False)
+                m, _, _ = predictor.predict(box=mask_to_box(gt), multimask_output=False)
                 pred = m[0]
             per_task[case.task].append(dice(pred, gt))
     rows = {t: dict(dice=round(float(np.mean(v)), 4), n=len(v)) for t, v in sorted(per_task.items())}

@@ -17,17 +17,13 @@ from collections import defaultdict
 import numpy as np
 
 import medmem
+from medmem.data.prompt_sim import mask_to_box
 from medmem.data.synth import load_manifest
 from medmem.engine.image_set import ImageSetSession
 from medmem.engine.volume import VolumeSession
 from medmem.eval.metrics import dice
 
 POLICY_KW = {"fifo": {}, "self_sorting": dict(capacity=16, iou_threshold=0.5), "confidence": dict(capacity=64, threshold=0.3)}
-
-
-def box_of(m):
-    ys, xs = np.nonzero(m)
-    return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
 
 
 def main() -> None:
@@ -50,7 +46,7 @@ def main() -> None:
             s = int(np.argmax(gt.reshape(gt.shape[0], -1).sum(1)))
             for pol, kw in POLICY_KW.items():
                 sess = VolumeSession(model, c.image, policy=pol, policy_kwargs=kw)
-                sess.add_prompt(s, 1, box=box_of(gt[s]))
+                sess.add_prompt(s, 1, box=mask_to_box(gt[s]))
                 for _ in sess.propagate("both"):
                     pass
                 res3d[pol].append(dice(sess.masks(1), gt))
@@ -68,7 +64,7 @@ def main() -> None:
                 sess = ImageSetSession(model, [c.image for c in cs], policy="confidence", update_bank=False)
             else:
                 sess = ImageSetSession(model, [c.image for c in cs], policy=pol, policy_kwargs=POLICY_KW[pol])
-            sess.add_prompt(0, 1, box=box_of(cs[0].label == lab))
+            sess.add_prompt(0, 1, box=mask_to_box(cs[0].label == lab))
             out = dict(sess.segment())
             sets[pol].append(float(np.mean([dice(out[i][1], cs[i].label == lab) for i in range(1, len(cs))])))
     result = {

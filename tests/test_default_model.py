@@ -8,14 +8,14 @@ import pytest
 from click.testing import CliRunner
 
 import medmem
-from medmem.engine.pipeline import default_model_path
+from medmem.pretrained import DEFAULT_MODEL, PRETRAINED, asset_path
 
 
 def test_default_model_is_shipped_small_and_loads_strictly():
-    path = default_model_path()
-    assert path is not None, "src/medmem/assets/default_model.safetensors is missing"
+    path = asset_path(PRETRAINED[DEFAULT_MODEL].asset)
+    assert path.is_file(), f"{path} is missing"
     assert path.stat().st_size <= 25 * 1024 * 1024
-    model = medmem.build_model(checkpoint=str(path), device="cpu")  # strict: any key mismatch raises
+    model = medmem.build_model("default", device="cpu")  # strict: any key mismatch raises
     assert model.cfg.name == "medmem_small_256" and model.image_size == 256
     assert sum(p.numel() for p in model.parameters()) < 6_500_000
 

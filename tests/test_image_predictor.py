@@ -52,8 +52,8 @@ def test_mask_input_roundtrip(predictor):
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(box=[50, 10, 10, 40]), "x1 >= x0"),
-    (dict(box=[10, 50, 40, 10]), "y1 >= y0"),
+    (dict(box=[50, 10, 10, 40]), "< x0"),
+    (dict(box=[10, 50, 40, 10]), "< y0"),
     (dict(box=[200, 200, 300, 300]), "wholly outside"),
     (dict(box=[-50, -40, -1, -2]), "wholly outside"),
     (dict(box=[0, 0, 10]), r"x0, y0, x1, y1"),
@@ -61,7 +61,7 @@ def test_mask_input_roundtrip(predictor):
     (dict(point_coords=[[10, 10], [20, 20]], point_labels=[1]), "does not match"),
     (dict(point_coords=[[10, 10]]), "together"),
     (dict(point_coords=[[500, 10]], point_labels=[1]), "outside"),
-    (dict(point_coords=[[10, 10]], point_labels=[7]), "foreground"),
+    (dict(point_coords=[[10, 10]], point_labels=[7]), "background"),
     (dict(point_coords=np.zeros((0, 2)), point_labels=np.zeros(0)), "empty"),
     (dict(mask_input=np.zeros((1, 64, 64))), "mask_input must be"),
     (dict(mask_input=np.zeros((32, 32))), "mask_input must be"),

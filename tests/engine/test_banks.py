@@ -122,9 +122,9 @@ def test_segment_report_carries_bank_fill_and_retrievals(tiny_model, blob_volume
     from medmem.io.prompts import BoxPrompt, ObjectPrompts
 
     objs = [ObjectPrompts(id=1, prompts=[BoxPrompt(slice=10, box=tuple(BOX))])]
-    _, rep, sess = segment_volume(tiny_model, blob_volume, objs, policy="confidence", direction="forward",
-                                  policy_kwargs=dict(k=2))
-    rows = rep["objects"][0]["per_slice"]
+    res = segment_volume(tiny_model, blob_volume, objs, policy="confidence", direction="forward",
+                         policy_kwargs=dict(k=2))
+    rows, sess = res.confidence(1), res.session
     # slice 19 retrieves from slices 11..18, 6 of them its recent slices: the other 2 fill its k = 2 slots
     assert rows[19]["bank_entries"] == sess.confidence(1)[19]["bank_entries"] == 9 and rows[19]["retrieved"] == 2
 

@@ -79,9 +79,12 @@ def test_segment_multi_axis_from_prompt_objects(tiny_model):
     from medmem.io.prompts import Box3DPrompt, BoxPrompt, ObjectPrompts
 
     objs = [ObjectPrompts(id=3, prompts=[Box3DPrompt(slice=6, z_range=(2, 10), box=(5, 4, 19, 16))], axis=0)]
-    labels, rep = segment_multi_axis(tiny_model, vol(), objs, axes=("axial", "coronal"))
+    res = segment_multi_axis(tiny_model, vol(), objs, axes=("axial", "coronal"))
+    labels, rep = res.labels, res.report
     assert labels.shape == (12, 20, 24) and set(np.unique(labels)) <= {0, 3}
     assert len(rep["objects"][0]["runs"]) == 4
+    assert rep["objects"][0]["voxels"] == int((labels == 3).sum())
+    assert res.overlay().ndim == 3
     with pytest.raises(ValueError, match="3D box"):
         segment_multi_axis(tiny_model, vol(), [ObjectPrompts(id=1, prompts=[BoxPrompt(slice=6, box=(5, 4, 19, 16))])])
     assert multi_axis.AXES == ("axial", "coronal", "sagittal")

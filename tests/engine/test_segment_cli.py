@@ -77,7 +77,7 @@ def test_segment_dicom_folder(tmp_path, weights):
 
 @pytest.mark.parametrize("args,match", [
     (["--box", "12,10,40,30", "--slice", "99"], "outside"),
-    (["--box", "40,10,12,30", "--slice", "2"], "x1 >= x0"),
+    (["--box", "40,10,12,30", "--slice", "2"], "< x0"),
     (["--box", "1,2,3", "--slice", "2"], "X0,Y0,X1,Y1"),
     ([], "no prompts"),
     (["--point", "500,500,2"], "outside"),

@@ -102,9 +102,9 @@ def test_bounded_memory(tiny_model):
 @pytest.mark.parametrize("kwargs,match", [
     (dict(slice_idx=25, box=BOX), "outside the volume"),
     (dict(slice_idx=-1, box=BOX), "outside the volume"),
-    (dict(slice_idx=3, box=[30, 10, 10, 30]), "x1 >= x0"),
+    (dict(slice_idx=3, box=[30, 10, 10, 30]), "< x0"),
     (dict(slice_idx=3, box=[100, 100, 120, 120]), "wholly outside"),
-    (dict(slice_idx=3, points=[[1, 1], [2, 2]], labels=[1]), "2 points but 1 labels"),
+    (dict(slice_idx=3, points=[[1, 1], [2, 2]], labels=[1]), r"2 point\(s\) but 1 label\(s\)"),
     (dict(slice_idx=3, points=[[100, 1]], labels=[1]), "outside"),
     (dict(slice_idx=3), "empty prompt"),
     (dict(slice_idx=3, mask=np.zeros((48, 64), bool)), "empty"),

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from medmem.eval.baseline import otsu_threshold, threshold_box_2d, threshold_box_3d
-from medmem.eval.one_box import box_of
+from medmem.data.prompt_sim import mask_to_box
 
 
 def test_otsu_separates_two_levels():
@@ -33,9 +33,12 @@ def test_box_3d_extrudes_and_keeps_the_connected_object():
     assert m.sum() == 5 * 100          # the disconnected part is dropped
 
 
-def test_box_of_is_exclusive():
+def test_boxes_are_inclusive_pixels():
     m = np.zeros((10, 10), bool)
     m[2:5, 3:7] = True
-    assert box_of(m) == [3.0, 2.0, 7.0, 5.0]
+    assert mask_to_box(m) == (3, 2, 6, 4)
     with pytest.raises(ValueError):
-        box_of(np.zeros((3, 3), bool))
+        mask_to_box(np.zeros((3, 3), bool))
+    img = np.zeros((10, 10))
+    img[2:5, 3:7] = 9.0   # the object ends on the box's last row and column: both are inside the box
+    assert (threshold_box_2d(img, (2, 1, 6, 4)) == m).all()

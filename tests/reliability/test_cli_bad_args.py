@@ -68,7 +68,7 @@ CASES = [
     ("box without slice", "vol", ["--out", "OUT/m.nii.gz", "--box", "2,2,20,15"], "--box needs --slice"),
     ("box three numbers", "vol", ["--out", "OUT/m.nii.gz", "--box", "1,2,3", "--slice", "3"], "X0,Y0,X1,Y1"),
     ("box not numbers", "vol", ["--out", "OUT/m.nii.gz", "--box", "a,b,c,d", "--slice", "3"], "numbers"),
-    ("box inverted", "vol", ["--out", "OUT/m.nii.gz", "--box", "20,2,2,15", "--slice", "3"], "x1 >= x0"),
+    ("box inverted", "vol", ["--out", "OUT/m.nii.gz", "--box", "20,2,2,15", "--slice", "3"], "< x0"),
     ("box outside image", "vol", ["--out", "OUT/m.nii.gz", "--box", "500,500,600,600", "--slice", "3"], "outside"),
     ("box NaN", "vol", ["--out", "OUT/m.nii.gz", "--box", "nan,2,20,15", "--slice", "3"], "finite"),
     ("slice too large", "vol", ["--out", "OUT/m.nii.gz", "--box", "2,2,20,15", "--slice", "6"], "outside"),

@@ -213,7 +213,7 @@ def _segment(input_path: Path, out: Path, prompts_file, box, slice_idx, points, 
              backend: str = "torch") -> None:
     """The body of `medmem segment` (see :func:`segment_cmd`)."""
     from ..io import ImageReadError, ImageWriteError, PromptFileError, load_prompts, read_volume, write_mask
-    from ..io.overlay import overlay_mosaic, write_json_atomic, write_png_atomic
+    from ..io.overlay import write_json_atomic, write_png_atomic
     from ..io.writers import check_mask_output
     from .pipeline import parse_cli_prompts, segment_volume
 
@@ -257,18 +257,12 @@ def _segment(input_path: Path, out: Path, prompts_file, box, slice_idx, points, 
             if axes_list:
                 from .multi_axis import segment_multi_axis
 
-                t0 = time.perf_counter()
-                labels, rep = segment_multi_axis(model, vol, objects, axes=axes_list, policy=policy,
-                                                 policy_options=policy_kwargs, intensity=intensity)
-                rep["seconds"] = round(time.perf_counter() - t0, 3)
-                voxel_ml = float(np.prod(vol.spacing)) / 1000.0
-                for o in rep["objects"]:
-                    o["volume_ml"] = round(o["voxels"] * voxel_ml, 3)
-                session = None
+                result = segment_multi_axis(model, vol, objects, axes=axes_list, policy=policy,
+                                            policy_options=policy_kwargs, intensity=intensity)
             else:
-                labels, rep, session = segment_volume(model, vol, objects, policy=policy, axis=axis,
-                                                      direction=direction, progress=not quiet, intensity=intensity,
-                                                      policy_kwargs=policy_kwargs)
+                result = segment_volume(model, vol, objects, policy=policy, axis=axis, direction=direction,
+                                        progress=not quiet, intensity=intensity, policy_kwargs=policy_kwargs)
+            labels, rep = result.labels, result.report
             if reference is not None:
                 from ..eval.reference import score_against_reference
 
@@ -284,17 +278,11 @@ def _segment(input_path: Path, out: Path, prompts_file, box, slice_idx, points, 
         rep["input"] = str(image_path)
         rep["output"] = str(target)
         try:  # write everything only after the whole case succeeded; each write is atomic
-            write_mask(labels if vol.array.shape[0] > 1 or labels.ndim == 2 else labels, vol, target, labels=names or None)
-            if overlay is not None or batch:
-                if session is None:  # multi-orientation: the fused labels, in the volume's array order
-                    mosaic = overlay_mosaic(vol.array, labels)
-                else:
-                    arr = session.view.array if session.view is not None else vol.array
-                    mosaic = overlay_mosaic(arr, session.label_map())
-                png = (out / f"{_stem(image_path)}_overlay.png") if batch else overlay
-                if png is not None:
-                    write_png_atomic(mosaic, png)
-                    rep["overlay"] = str(png)
+            write_mask(labels, vol, target, labels=names or None)
+            png = (out / f"{_stem(image_path)}_overlay.png") if batch else overlay
+            if png is not None:  # drawn from the same result as the mask
+                write_png_atomic(result.overlay(), png)
+                rep["overlay"] = str(png)
             if report is not None or batch:
                 rp = (out / f"{_stem(image_path)}_report.json") if batch else report
                 write_json_atomic(rep, rp)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..preprocess import Intensity, ResizeMode, coords_to_model, prepare_slice, to_source
+from ..io.prompts import check_box, check_points
 from ..model import ImageFeatures, SAM2Model
 from .autocast import autocast
 
@@ -112,7 +113,7 @@ class ImagePredictor:
         boxes = pts = labels = None
         if (point_coords is None) != (point_labels is None):
             raise ValueError("point_coords and point_labels must be given together")
-        if point_coords is not None:
+        if point_coords is not None:  # (N, 2) or (B, N, 2); each set through the one validator
             pts = _as_float_array(point_coords, "point_coords")
             labels = np.asarray(point_labels)
             if pts.ndim == 1:
@@ -124,16 +125,11 @@ class ImagePredictor:
             if labels.shape != pts.shape[:-1]:
                 raise ValueError(f"point_labels shape {labels.shape} does not match point_coords {pts.shape} "
                                  f"(one label per point)")
-            if pts.shape[-2] == 0:
-                raise ValueError("point_coords is empty")
-            if not np.isin(labels, (0, 1)).all():
-                raise ValueError("point_labels must be 1 (foreground) or 0 (background)")
-            outside = (pts[..., 0] < 0) | (pts[..., 0] > w) | (pts[..., 1] < 0) | (pts[..., 1] > h)
-            if outside.any():
-                raise ValueError(f"point(s) outside the {w}×{h} image: {pts[outside].tolist()[:3]}")
             if pts.ndim == 2:
                 pts, labels = pts[None], labels[None]
-        if box is not None:
+            checked = [check_points(p_, l_, (h, w)) for p_, l_ in zip(pts, labels)]
+            pts, labels = np.stack([c[0] for c in checked]), np.stack([c[1] for c in checked])
+        if box is not None:  # [x0, y0, x1, y1] or (B, 4), inclusive pixels (docs/io.md)
             boxes = _as_float_array(box, "box")
             if boxes.ndim == 1:
                 boxes = boxes[None]
@@ -141,13 +137,7 @@ class ImagePredictor:
                 raise ValueError(f"box must be [x0, y0, x1, y1] or (N, 4), got shape {boxes.shape}")
             if boxes.shape[0] == 0:
                 raise ValueError("box is empty")
-            bad = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
-            if bad.any():
-                raise ValueError(f"box must have x1 >= x0 and y1 >= y0, got {boxes[bad].tolist()[:3]}")
-            out = (boxes[:, 2] < 0) | (boxes[:, 0] > w) | (boxes[:, 3] < 0) | (boxes[:, 1] > h)
-            if out.any():
-                raise ValueError(f"box wholly outside the {w}×{h} image: {boxes[out].tolist()[:3]}")
-            boxes = np.clip(boxes, 0, [w, h, w, h])
+            boxes = np.stack([check_box(b_, (h, w)) for b_ in boxes])
         if pts is None and boxes is None and mask_input is None:
             raise ValueError("give at least one prompt: point_coords/point_labels, box or mask_input")
         # batch size: boxes and points must agree (points broadcast over boxes when given once)

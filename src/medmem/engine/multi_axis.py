@@ -162,15 +162,21 @@ def _view_probabilities(sess: VolumeSession, slices: Sequence[int], hw: Tuple[in
 
 def segment_multi_axis(model: SAM2Model, volume, objects: Sequence, *, axes: Sequence[str] = AXES,
                        fuse: str = "mean", policy: str = "fifo", policy_options: Optional[dict] = None,
-                       **session_kwargs) -> Tuple[np.ndarray, dict]:
-    """Label volume (Z, Y, X) uint16 and a report for `objects` (`medmem.io.ObjectPrompts`), each with one
-    3D box (`Box3DPrompt`); overlaps go to the more probable object."""
+                       **session_kwargs) -> "Segmentation":
+    """Segment `objects` (`medmem.io.ObjectPrompts`, each with one 3D box, `Box3DPrompt`) along several
+    axes → a `Segmentation` (labels (Z, Y, X) uint16 in the volume's array order, sliced = labels along
+    array axis 0); overlaps go to the more probable object."""
+    import time
+
     from ..io.prompts import Box3DPrompt
+    from .pipeline import Segmentation, object_volumes
+
+    t0 = time.perf_counter()
 
     arr = np.asarray(volume.array if hasattr(volume, "array") else volume)
     best = np.zeros(arr.shape[:3], np.float32)
     labels = np.zeros(arr.shape[:3], np.uint16)
-    report = {"axes": list(axes), "fuse": fuse, "policy": policy, "objects": []}
+    report = {"model": model.cfg.name, "axes": list(axes), "fuse": fuse, "policy": policy, "objects": []}
     for o in objects:
         boxes = [p for p in o.prompts if isinstance(p, Box3DPrompt)]
         if len(boxes) != 1:
@@ -186,6 +192,11 @@ def segment_multi_axis(model: SAM2Model, volume, objects: Sequence, *, axes: Seq
         win = (res.fused > 0.5) & (res.fused > best)
         labels[win] = int(o.id)
         best = np.maximum(best, res.fused)
-        report["objects"].append({"id": int(o.id), "voxels": int((labels == int(o.id)).sum()),
+        report["objects"].append({"id": int(o.id), "name": getattr(o, "name", None),
                                   "runs": {f"{k[0]}:{k[1]}": v for k, v in res.prompts.items()}})
-    return labels, report
+    sizes = object_volumes(labels, getattr(volume, "spacing", (1.0, 1.0, 1.0)), [o.id for o in objects])
+    for row in report["objects"]:  # sizes after all objects are placed (a later object may take voxels)
+        row.update(sizes[row["id"]])
+    report["num_slices"] = int(arr.shape[0])
+    report["seconds"] = round(time.perf_counter() - t0, 3)
+    return Segmentation(labels, labels, arr, report, None)

@@ -2,34 +2,64 @@
 from __future__ import annotations
 
 import time
-from typing import List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
 from ..model import SAM2Model
 from .volume import VolumeSession
 
-DEFAULT_MODEL_FILE = "default_model.safetensors"
+
+@dataclass
+class Segmentation:
+    """The one result of the main job: the mask file, the overlay and the report are all written from it.
+
+    labels: (Z, Y, X) uint16 label map in the volume's own array order (0 = background).
+    sliced: (S, H, W) uint16, the same labels in the slicing order the model saw.
+    slices: (S, H, W) or (S, H, W, 3), the image in that slicing order (what the overlay draws on).
+    report: JSON-ready dict (model, policy, seconds, per object: voxels, volume_ml, per-slice confidence).
+    session: the `VolumeSession` (None for multi-orientation, which fuses several sessions).
+    """
+
+    labels: np.ndarray
+    sliced: np.ndarray
+    slices: np.ndarray
+    report: dict
+    session: Optional[VolumeSession] = None
+
+    def overlay(self, max_tiles: int = 12) -> np.ndarray:
+        """(H', W', 3) uint8 mosaic of slices with each object's contour."""
+        from ..io.overlay import overlay_mosaic
+
+        return overlay_mosaic(self.slices, self.sliced, max_tiles=max_tiles)
+
+    def confidence(self, obj_id: int) -> List[dict]:
+        """Per-slice confidence rows of one object (predicted IoU, object score, review flag)."""
+        for o in self.report["objects"]:
+            if o["id"] == int(obj_id):
+                return o.get("per_slice", [])
+        raise KeyError(f"no object {obj_id}; objects: {[o['id'] for o in self.report['objects']]}")
 
 
-def default_model_path():
-    """Path of the bundled default model inside the package, or None if this build has none."""
-    from importlib import resources
-
-    p = resources.files("medmem") / "assets" / DEFAULT_MODEL_FILE
-    return p if p.is_file() else None
+def object_volumes(labels: np.ndarray, spacing, ids: Sequence[int]) -> Dict[int, dict]:
+    """{id: {"voxels", "volume_ml"}} of each object in a (Z, Y, X) label map with voxel spacing (mm)."""
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    out = {}
+    for oid in ids:
+        n = int((labels == int(oid)).sum())
+        out[int(oid)] = {"voxels": n, "volume_ml": round(n * voxel_ml, 3)}
+    return out
 
 
 def segment_volume(model: SAM2Model, volume, objects: Sequence, *, policy: str = "fifo", axis=None,
                    direction: str = "both", policy_kwargs: Optional[dict] = None, progress: bool = False,
-                   intensity="auto", review_iou: float = 0.5):
-    """Segment `volume` (a medmem.io.Volume) from `objects` (medmem.io.ObjectPrompts).
+                   intensity="auto", review_iou: float = 0.5) -> Segmentation:
+    """Segment `volume` (a medmem.io.Volume) from `objects` (medmem.io.ObjectPrompts) → `Segmentation`.
 
-    Returns (label map (Z, Y, X) uint16 in the volume's array order, report dict, session).
-    A 3D box prompt (z-range + box on one slice) limits its object to the z-range.
+    A 3D box prompt (z-range + box on one slice) limits its object to the z-range, in the labels,
+    the overlay and the report alike.
     """
-    from ..io.prompts import Box3DPrompt, BoxPrompt, MaskPrompt, PointsPrompt
-
     if not objects:
         raise ValueError("no prompts: give at least one object with one prompt")
     axes = {o.axis for o in objects}
@@ -45,17 +75,9 @@ def segment_volume(model: SAM2Model, volume, objects: Sequence, *, policy: str =
         if not o.prompts:
             raise ValueError(f"object {o.id} has no prompts")
         for p in o.prompts:
-            if isinstance(p, (BoxPrompt, Box3DPrompt)):
-                session.add_prompt(int(p.slice), int(o.id), box=list(p.box))
-                if isinstance(p, Box3DPrompt):
-                    z_limits[int(o.id)] = (int(min(p.z_range)), int(max(p.z_range)))
-            elif isinstance(p, PointsPrompt):
-                session.add_prompt(int(p.slice), int(o.id), points=np.asarray(p.points), labels=np.asarray(p.labels),
-                                   clear_old=False)
-            elif isinstance(p, MaskPrompt):
-                session.add_prompt(int(p.slice), int(o.id), mask=np.asarray(p.mask))
-            else:  # pragma: no cover - the loader only makes the types above
-                raise ValueError(f"unsupported prompt {p!r}")
+            session.add_prompt(int(p.slice), int(o.id), **p.inputs())
+            if getattr(p, "z_range", None) is not None:
+                z_limits[int(o.id)] = (int(min(p.z_range)), int(max(p.z_range)))
     for _ in session.propagate(direction):
         pass
     labels = session.label_map()
@@ -67,9 +89,7 @@ def segment_volume(model: SAM2Model, volume, objects: Sequence, *, policy: str =
         labels[outside] = part
     elapsed = time.perf_counter() - t0
     label_vol = session.view.to_volume(labels) if session.view is not None else labels
-    spacing = tuple(float(s) for s in getattr(volume, "spacing", (1.0, 1.0, 1.0)))
-    voxel_ml = float(np.prod(spacing)) / 1000.0
-    names = {int(o.id): o.name for o in objects}
+    sizes = object_volumes(label_vol, getattr(volume, "spacing", (1.0, 1.0, 1.0)), [o.id for o in objects])
     report = {
         "model": model.cfg.name,
         "policy": policy,
@@ -85,15 +105,14 @@ def segment_volume(model: SAM2Model, volume, objects: Sequence, *, policy: str =
         oid = int(o.id)
         rows = session.confidence(oid, review_iou)
         report["objects"].append({
-            "id": oid, "name": names.get(oid),
-            "voxels": int((label_vol == oid).sum()),
-            "volume_ml": round(float((label_vol == oid).sum()) * voxel_ml, 3),
+            "id": oid, "name": o.name, **sizes[oid],
             "slices_present": [r["slice"] for r in rows if r.get("present") and (labels[r["slice"]] == oid).any()],
             "slices_to_review": [r["slice"] for r in rows if r.get("review")],
             "memory": session.memory_stats(oid),
             "per_slice": rows,
         })
-    return label_vol, report, session
+    image = session.view.array if session.view is not None else np.asarray(getattr(volume, "array", volume))
+    return Segmentation(label_vol, labels, image, report, session)
 
 
 def parse_cli_prompts(volume, axis, box: Optional[str], slice_idx: Optional[int], points: List[str], obj_id: int = 1):

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from ..preprocess import ResizeMode, coords_to_model
+from ..io.prompts import check_box, check_mask, check_points
 
 
 @dataclass
@@ -31,44 +32,17 @@ class SlicePrompt:
 
 
 def check_prompt(slice_hw: Tuple[int, int], points=None, labels=None, box=None, mask=None) -> SlicePrompt:
-    """Validate a prompt for a slice of shape (H, W); clear `ValueError`s for anything wrong."""
-    h, w = slice_hw
+    """Validate a prompt for a slice of shape (H, W) with the one validator (`medmem.io.prompts`:
+    inclusive pixel boxes clipped to the slice, points on the image); clear `ValueError`s."""
     p = SlicePrompt()
-    if (points is None) != (labels is None):
-        raise ValueError("points and labels must be given together")
-    if points is not None:
-        pts = np.asarray(points, dtype=np.float64).reshape(-1, 2) if np.size(points) else np.zeros((0, 2))
-        lab = np.asarray(labels).reshape(-1)
-        if len(pts) == 0:
-            raise ValueError("points is empty")
-        if len(pts) != len(lab):
-            raise ValueError(f"{len(pts)} points but {len(lab)} labels")
-        if not np.all(np.isfinite(pts)):
-            raise ValueError("points contain NaN or inf")
-        if not np.isin(lab, (0, 1)).all():
-            raise ValueError("labels must be 1 (foreground) or 0 (background)")
-        bad = (pts[:, 0] < 0) | (pts[:, 0] > w) | (pts[:, 1] < 0) | (pts[:, 1] > h)
-        if bad.any():
-            raise ValueError(f"point(s) outside the {w}×{h} slice: {pts[bad].tolist()[:3]}")
-        p.points, p.labels = pts, lab.astype(np.int32)
+    if points is not None or labels is not None:
+        p.points, p.labels = check_points(points, labels, slice_hw)
     if box is not None:
-        b = np.asarray(box, dtype=np.float64).reshape(-1)
-        if b.shape != (4,) or not np.all(np.isfinite(b)):
-            raise ValueError(f"box must be 4 finite numbers [x0, y0, x1, y1], got {box!r}")
-        if b[2] < b[0] or b[3] < b[1]:
-            raise ValueError(f"box must have x1 >= x0 and y1 >= y0, got {b.tolist()}")
-        if b[2] < 0 or b[0] > w or b[3] < 0 or b[1] > h:
-            raise ValueError(f"box {b.tolist()} is wholly outside the {w}×{h} slice")
-        p.box = np.clip(b, 0, [w, h, w, h])
+        p.box = check_box(box, slice_hw)
     if mask is not None:
-        m = np.asarray(mask)
-        if m.shape != (h, w):
-            raise ValueError(f"mask must have the slice shape {(h, w)}, got {m.shape}")
         if p.points is not None or p.box is not None:
             raise ValueError("give a mask prompt alone (not with points or a box)")
-        if not m.any():
-            raise ValueError("mask prompt is empty (no foreground pixel)")
-        p.mask = m.astype(bool)
+        p.mask = check_mask(mask, slice_hw)
     if p.points is None and p.box is None and p.mask is None:
         raise ValueError("empty prompt: give points+labels, a box or a mask")
     return p

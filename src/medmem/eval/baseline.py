@@ -39,11 +39,12 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
 
 
 def _box_slices(box: Sequence[float], hw) -> tuple:
+    """Row and column slices of an inclusive pixel box [x0, y0, x1, y1] (docs/io.md), clipped to (H, W)."""
     x0, y0, x1, y1 = (int(round(c)) for c in box)
     h, w = hw
     x0, y0 = max(x0, 0), max(y0, 0)
-    x1, y1 = min(max(x1, x0 + 1), w), min(max(y1, y0 + 1), h)
-    return slice(y0, y1), slice(x0, x1)
+    x1, y1 = min(max(x1, x0), w - 1), min(max(y1, y0), h - 1)
+    return slice(y0, y1 + 1), slice(x0, x1 + 1)
 
 
 def _seed_2d(image: np.ndarray, box: Sequence[float]):

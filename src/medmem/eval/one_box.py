@@ -3,7 +3,8 @@
 This is how README command 1 uses a model, and how medmem compares models: each result stands
 beside the model-free baseline (`eval.baseline`, Otsu in the box, extruded) and beside "a box on
 every slice" decoded without memory (for a LiteMedSAM-based model this equals LiteMedSAM itself).
-Boxes are (x0, y0, x1, y1) with exclusive x1, y1 (`docs/io.md`).
+Boxes are (x0, y0, x1, y1) inclusive pixel indices, as everywhere in medmem (`docs/io.md`);
+the tight box of a mask is `medmem.data.prompt_sim.mask_to_box`.
 """
 from __future__ import annotations
 
@@ -14,16 +15,9 @@ import numpy as np
 
 from ..engine.image import ImagePredictor
 from ..engine.volume import VolumeSession
+from ..data.prompt_sim import mask_to_box
 from .baseline import threshold_box_2d, threshold_box_3d
 from .metrics import dice, nsd
-
-
-def box_of(mask2d: np.ndarray) -> list:
-    """Tight box (x0, y0, x1, y1), exclusive x1/y1, of a non-empty 2D mask."""
-    ys, xs = np.nonzero(mask2d)
-    if ys.size == 0:
-        raise ValueError("empty mask has no box")
-    return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
 
 
 def largest_slice(gt: np.ndarray) -> int:
@@ -47,7 +41,7 @@ def box_every_slice(model, image: np.ndarray, gt: np.ndarray, intensity="auto") 
     predictor = ImagePredictor(model, intensity=intensity)
     for z in np.flatnonzero(gt.reshape(gt.shape[0], -1).any(1)):
         predictor.set_image(image[z])
-        m, _, _ = predictor.predict(box=box_of(gt[z]), multimask_output=False)
+        m, _, _ = predictor.predict(box=mask_to_box(gt[z]), multimask_output=False)
         pred[z] = m[0]
     return pred
 
@@ -57,7 +51,7 @@ def evaluate_one_box(model, image: np.ndarray, gt: np.ndarray, spacing=None, *, 
                      intensity="auto") -> dict:
     """Dice (and NSD@2 mm with a spacing) of the model, the baseline and optionally a box on every slice."""
     s = largest_slice(gt) if slice_idx is None else int(slice_idx)
-    box = box_of(gt[s]) if box is None else list(box)
+    box = list(mask_to_box(gt[s])) if box is None else list(box)
     pred, secs, _ = propagate_from_box(model, image, s, box, policy, intensity)
     base = threshold_box_3d(image if image.ndim == 3 else image[..., 0], s, box)
     out = dict(prompt_slice=s, box=box, seconds=round(secs, 2), dice=round(dice(pred, gt), 4),
@@ -72,7 +66,7 @@ def evaluate_one_box(model, image: np.ndarray, gt: np.ndarray, spacing=None, *, 
 
 def evaluate_2d(model, image: np.ndarray, gt: np.ndarray, intensity="auto") -> dict:
     """Dice of the model and of the baseline from the ground truth's box on one 2D image."""
-    box = box_of(gt)
+    box = list(mask_to_box(gt))
     predictor = ImagePredictor(model, intensity=intensity)
     predictor.set_image(image)
     m, _, _ = predictor.predict(box=box, multimask_output=False)
@@ -80,4 +74,4 @@ def evaluate_2d(model, image: np.ndarray, gt: np.ndarray, intensity="auto") -> d
     return dict(dice=round(dice(m[0], gt), 4), baseline_dice=round(dice(threshold_box_2d(gray, box), gt), 4))
 
 
-__all__ = ["box_of", "largest_slice", "propagate_from_box", "box_every_slice", "evaluate_one_box", "evaluate_2d"]
+__all__ = ["largest_slice", "propagate_from_box", "box_every_slice", "evaluate_one_box", "evaluate_2d"]

@@ -60,11 +60,89 @@ __all__ = [
     "prompts_to_dict",
     "rle_encode",
     "rle_decode",
+    "check_box",
+    "check_points",
+    "check_mask",
     "SCHEMA_VERSION",
 ]
 
 SCHEMA_VERSION = 1
 PROMPT_TYPES = ("box", "box3d", "points", "mask")
+
+
+# --------------------------------------------------------------------------- the one validator
+# Coordinates: x = column, y = row, pixel centres at integers (pixel i covers [i - 0.5, i + 0.5]).
+# Points may lie anywhere on the image, [-0.5, W - 0.5] x [-0.5, H - 0.5]. Boxes [x0, y0, x1, y1]
+# are inclusive pixel indices (corners included, as a mask's tight box: x1 = its last column); a box
+# partly outside is clipped to [0, W - 1] x [0, H - 1]. Every entry point (prompt files, CLI flags, the
+# Python API, the server) validates through these three functions.
+
+def _inside(pts: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    h, w = hw
+    return (pts[:, 0] >= -0.5) & (pts[:, 0] <= w - 0.5) & (pts[:, 1] >= -0.5) & (pts[:, 1] <= h - 0.5)
+
+
+def check_box(box: Any, hw: tuple[int, int] | None = None) -> np.ndarray:
+    """A box [x0, y0, x1, y1] → (4,) float64, clipped to a (H, W) slice; `ValueError` naming what is wrong."""
+    try:
+        b = np.asarray(box, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise ValueError(f"box must be 4 numbers [x0, y0, x1, y1], got {box!r}") from None
+    if b.shape != (4,) or not np.all(np.isfinite(b)):
+        raise ValueError(f"box must be 4 finite numbers [x0, y0, x1, y1], got {box!r}")
+    x0, y0, x1, y1 = b.tolist()
+    if x1 < x0:
+        raise ValueError(f"box x1 ({x1:g}) < x0 ({x0:g}); boxes are [x0, y0, x1, y1]")
+    if y1 < y0:
+        raise ValueError(f"box y1 ({y1:g}) < y0 ({y0:g}); boxes are [x0, y0, x1, y1]")
+    if hw is not None:
+        h, w = hw
+        if x1 < 0 or y1 < 0 or x0 > w - 1 or y0 > h - 1:
+            raise ValueError(f"box [{x0:g}, {y0:g}, {x1:g}, {y1:g}] lies wholly outside the {w}x{h} (W x H) image")
+        b = np.clip(b, 0, [w - 1, h - 1, w - 1, h - 1])
+    return b
+
+
+def check_points(points: Any, labels: Any, hw: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Clicks (P, 2) as (x, y) with labels (P,) 1 = object / 0 = background → (float64, int32) arrays."""
+    if (points is None) != (labels is None):
+        raise ValueError("points and labels must be given together")
+    try:
+        pts = np.asarray(points, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"points must be [[x, y], ...] numbers, got {points!r}") from None
+    pts = pts.reshape(-1, 2) if pts.size and pts.shape[-1] == 2 else pts
+    lab = np.asarray(labels).reshape(-1)
+    if pts.size == 0:
+        raise ValueError("points is empty")
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise ValueError(f"points must be (P, 2) as [[x, y], ...], got shape {pts.shape}")
+    if len(pts) != len(lab):
+        raise ValueError(f"{len(pts)} point(s) but {len(lab)} label(s); give one label (1 = object, 0 = background) "
+                         "per point")
+    if not np.all(np.isfinite(pts)):
+        raise ValueError("points contain NaN or inf")
+    if not np.isin(lab, (0, 1)).all():
+        raise ValueError(f"labels must be 1 (object) or 0 (background), got {lab.tolist()[:5]}")
+    if hw is not None:
+        out = ~_inside(pts, hw)
+        if out.any():
+            i = int(np.flatnonzero(out)[0])
+            raise ValueError(f"point {i} {pts[i].tolist()} is outside the {hw[1]}x{hw[0]} (W x H) image")
+    return pts, lab.astype(np.int32)
+
+
+def check_mask(mask: Any, hw: tuple[int, int] | None = None) -> np.ndarray:
+    """A non-empty (H, W) mask → bool array."""
+    m = np.asarray(mask)
+    if m.ndim != 2:
+        raise ValueError(f"a mask prompt must be 2D (H, W), got shape {m.shape}")
+    if hw is not None and m.shape != tuple(hw):
+        raise ValueError(f"mask shape {m.shape} (H, W) does not match the slice shape {tuple(hw)}")
+    m = m != 0
+    if not m.any():
+        raise ValueError("mask prompt is empty (no foreground pixel)")
+    return m
 
 
 # --------------------------------------------------------------------------- dataclasses
@@ -79,6 +157,10 @@ class BoxPrompt:
     def to_dict(self) -> dict[str, Any]:
         return {"type": "box", "slice": int(self.slice), "box": [_num(v) for v in self.box]}
 
+    def inputs(self) -> dict[str, Any]:
+        """Keyword arguments of `VolumeSession.add_prompt` for this prompt (a box replaces the slice's prompts)."""
+        return {"box": list(self.box)}
+
 
 @dataclass
 class Box3DPrompt:
@@ -92,6 +174,10 @@ class Box3DPrompt:
     def to_dict(self) -> dict[str, Any]:
         return {"type": "box3d", "z_range": [int(v) for v in self.z_range], "slice": int(self.slice),
                 "box": [_num(v) for v in self.box]}
+
+    def inputs(self) -> dict[str, Any]:
+        """`VolumeSession.add_prompt` keywords: the 2D box (the z-range limits the result, not the prompt)."""
+        return {"box": list(self.box)}
 
 
 @dataclass
@@ -108,6 +194,10 @@ class PointsPrompt:
                 "points": [[_num(x), _num(y)] for x, y in np.asarray(self.points)],
                 "labels": [int(v) for v in np.asarray(self.labels)]}
 
+    def inputs(self) -> dict[str, Any]:
+        """`VolumeSession.add_prompt` keywords: clicks added to the slice's earlier box and clicks."""
+        return {"points": np.asarray(self.points), "labels": np.asarray(self.labels), "clear_old": False}
+
 
 @dataclass
 class MaskPrompt:
@@ -120,6 +210,10 @@ class MaskPrompt:
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": "mask", "slice": int(self.slice), "rle": rle_encode(self.mask)}
+
+    def inputs(self) -> dict[str, Any]:
+        """`VolumeSession.add_prompt` keywords: the mask replaces the slice's prompts."""
+        return {"mask": np.asarray(self.mask)}
 
 
 Prompt = BoxPrompt | Box3DPrompt | PointsPrompt | MaskPrompt
@@ -249,19 +343,12 @@ def _check_slice(ctx: _Ctx, s: int) -> int:
 
 
 def _check_box(ctx: _Ctx, box: np.ndarray) -> tuple[float, float, float, float]:
-    x0, y0, x1, y1 = (float(v) for v in box)
-    if x1 < x0:
-        raise ctx.fail(f"box x1 ({x1:g}) < x0 ({x0:g}); boxes are [x0, y0, x1, y1]")
-    if y1 < y0:
-        raise ctx.fail(f"box y1 ({y1:g}) < y0 ({y0:g}); boxes are [x0, y0, x1, y1]")
     dims = ctx.dims
-    if dims is not None:
-        _, h, w = dims
-        if x1 < 0 or y1 < 0 or x0 > w - 1 or y0 > h - 1:
-            raise ctx.fail(f"box [{x0:g}, {y0:g}, {x1:g}, {y1:g}] lies wholly outside the {w}x{h} (W x H) image")
-        x0, x1 = max(x0, 0.0), min(x1, float(w - 1))
-        y0, y1 = max(y0, 0.0), min(y1, float(h - 1))
-    return (x0, y0, x1, y1)
+    try:
+        b = check_box(box, None if dims is None else dims[1:])
+    except ValueError as exc:
+        raise ctx.fail(str(exc)) from None
+    return tuple(float(v) for v in b)  # type: ignore[return-value]
 
 
 def _world_to_slice_frame(ctx: _Ctx, pts_mm: np.ndarray) -> np.ndarray:
@@ -317,11 +404,10 @@ def _parse_prompt(ctx: _Ctx, p: Any, mm: bool) -> Prompt:
         labels = _labels(ctx, p.get("labels"), len(pts))
         dims = ctx.dims
         if dims is not None:
-            _, h, w = dims
-            out = (pts[:, 0] < -0.5) | (pts[:, 0] > w - 0.5) | (pts[:, 1] < -0.5) | (pts[:, 1] > h - 0.5)
-            if out.any():
-                i = int(np.flatnonzero(out)[0])
-                raise ctx.fail(f"point {i} {pts[i].tolist()} is outside the {w}x{h} (W x H) image")
+            try:
+                check_points(pts, labels, dims[1:])
+            except ValueError as exc:
+                raise ctx.fail(str(exc)) from None
         return PointsPrompt(s, pts, labels)
     # mask
     s = _check_slice(ctx, _int(ctx, _get(ctx, p, "slice"), "slice"))
@@ -377,9 +463,11 @@ def _parse_mask(ctx: _Ctx, p: Mapping[str, Any], s: int) -> MaskPrompt:
         arr = img.array[0]
         mask = (arr.any(axis=-1) if arr.ndim == 3 else arr) != 0
     dims = ctx.dims
-    if dims is not None and mask.shape != dims[1:]:
-        raise ctx.fail(f"mask shape {mask.shape} (H, W) does not match the slice shape {dims[1:]}")
-    return MaskPrompt(s, mask.astype(bool), src)
+    try:
+        mask = check_mask(mask, None if dims is None else dims[1:])
+    except ValueError as exc:
+        raise ctx.fail(str(exc)) from None
+    return MaskPrompt(s, mask, src)
 
 
 def _parse_mm(ctx: _Ctx, p: Mapping[str, Any], ptype: str) -> Prompt:
@@ -411,10 +499,11 @@ def _parse_mm(ctx: _Ctx, p: Mapping[str, Any], ptype: str) -> Prompt:
         )
     s = _check_slice(ctx, int(s_all[0]))
     pts = np.stack([f[:, 2], f[:, 1]], axis=1)
-    out = (pts[:, 0] < -0.5) | (pts[:, 0] > w - 0.5) | (pts[:, 1] < -0.5) | (pts[:, 1] > h - 0.5)
-    if out.any():
-        i = int(np.flatnonzero(out)[0])
-        raise ctx.fail(f"point {i} {pts_mm[i].tolist()} mm is outside the image")
+    try:
+        check_points(pts, labels, (h, w))
+    except ValueError:
+        i = int(np.flatnonzero(~_inside(pts, (h, w)))[0])
+        raise ctx.fail(f"point {i} {pts_mm[i].tolist()} mm is outside the image") from None
     return PointsPrompt(s, pts, labels)
 
 

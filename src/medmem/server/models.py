@@ -5,13 +5,9 @@ from typing import Optional
 
 
 def load_model(checkpoint: Optional[str] = None, device: Optional[str] = None):
-    """The model `medmem segment` would use: `checkpoint`, else the bundled default model."""
+    """The model `medmem segment` would use: `checkpoint`, else the default pretrained model."""
     import medmem
-    from ..engine.pipeline import default_model_path
 
     if checkpoint is None:
-        path = default_model_path()
-        if path is None:
-            raise ValueError("this build has no bundled default model; pass --checkpoint PATH")
-        checkpoint = str(path)
+        return medmem.build_model("default", device=device)
     return medmem.build_model(checkpoint=checkpoint, device=device)

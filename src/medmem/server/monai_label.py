@@ -103,13 +103,13 @@ def segment_request(model, volume, params: dict, dimension: int) -> np.ndarray:
     if roi is not None:
         kc = (roi[2][0] + roi[2][1]) // 2 if dimension == 3 else k_lo
         edit.prompt(oid, _axis0(sub), kc - k_lo,
-                    box=[roi[0][0], roi[1][0], roi[0][1] + 1, roi[1][1] + 1])
+                    box=[roi[0][0], roi[1][0], roi[0][1], roi[1][1]])  # inclusive voxels, as docs/io.md
         prompted = True
     pts = [(p, 1) for p in fg] + [(p, 0) for p in bg]
     by_k = {}
     for (i, j, k), lab in pts:
         if k_lo <= k <= k_hi:
-            by_k.setdefault(int(k), []).append(([i + 0.5, j + 0.5], lab))
+            by_k.setdefault(int(k), []).append(([i, j], lab))  # pixel centres at integers
     for k, pl in sorted(by_k.items()):
         if not any(lab for _, lab in pl) and not prompted:
             continue  # background clicks alone do not start an object
