@@ -65,7 +65,7 @@ def main() -> None:
             else:
                 sess = ImageSetSession(model, [c.image for c in cs], policy=pol, policy_kwargs=POLICY_KW[pol])
             sess.add_prompt(0, 1, box=mask_to_box(cs[0].label == lab))
-            out = dict(sess.segment())
+            out = dict(sess.propagate())
             sets[pol].append(float(np.mean([dice(out[i][1], cs[i].label == lab) for i in range(1, len(cs))])))
     result = {
         "propagation_3d": {p: dict(mean_dice=round(float(np.mean(v)), 4), objects=len(v)) for p, v in res3d.items()},

@@ -24,12 +24,12 @@ def test_one_prompt_segments_every_image(tiny_model, policy):
     ims = images()
     sess = ImageSetSession(tiny_model, ims, policy=policy, policy_kwargs=kw)
     sess.add_prompt(0, 1, box=[12, 10, 40, 30])
-    res = dict(sess.segment())
+    res = dict(sess.propagate())
     assert sorted(res) == list(range(5))
     for i, m in res.items():
         assert m[1].shape == ims[i].shape
     assert 1 <= len(sess.policies[1].bank.entries) <= 3
-    assert [r["prompted"] for r in sess.scores(1)] == [True, False, False, False, False]
+    assert [r["prompted"] for r in sess.confidence(1)] == [True, False, False, False, False]
 
 
 @pytest.mark.parametrize("policy", ["self_sorting", "confidence"])
@@ -41,8 +41,8 @@ def test_results_do_not_depend_on_the_order_asked(tiny_model, policy):
     for order in ([0, 1, 3, 4, 5], [5, 3, 1, 0, 4]):
         s = ImageSetSession(tiny_model, ims, policy=policy, policy_options=kw)
         s.add_prompt(2, 1, box=[12, 10, 40, 30])
-        out = dict(s.segment(order))
-        assert [i for i, _ in s.segment(order[:0])] == []
+        out = dict(s.propagate(order))
+        assert [i for i, _ in s.propagate(order[:0])] == []
         res.append({i: s.logits(1, i) for i in order})
         assert len(s.policies[1].bank) == 2  # the bank was used
     for i in res[0]:
@@ -63,7 +63,7 @@ def test_every_prompt_pointer_reaches_every_image(tiny_model, monkeypatch):
     s.add_prompt(2, 1, box=[12, 10, 40, 30])
     s.add_prompt(4, 1, box=[12, 10, 40, 30])
     seen.clear()
-    list(s.segment([0]))
+    list(s.propagate([0]))
     assert seen == [(2, [0, 0])]
 
 
@@ -71,10 +71,10 @@ def test_order_does_not_matter_without_bank_updates(tiny_model):
     ims = images()
     a = ImageSetSession(tiny_model, ims, update_bank=False)
     a.add_prompt(0, 1, box=[12, 10, 40, 30])
-    ra = dict(a.segment([1, 2, 3, 4]))
+    ra = dict(a.propagate([1, 2, 3, 4]))
     b = ImageSetSession(tiny_model, ims, update_bank=False)
     b.add_prompt(0, 1, box=[12, 10, 40, 30])
-    rb = dict(b.segment([4, 3, 2, 1]))
+    rb = dict(b.propagate([4, 3, 2, 1]))
     for i in (1, 2, 3, 4):
         np.testing.assert_array_equal(ra[i][1], rb[i][1])
 
@@ -86,6 +86,6 @@ def test_image_set_errors(tiny_model):
         ImageSetSession(tiny_model, [])
     s = ImageSetSession(tiny_model, images())
     with pytest.raises(RuntimeError, match="prompt"):
-        list(s.segment())
+        list(s.propagate())
     with pytest.raises(ValueError, match="outside the set"):
         s.add_prompt(9, 1, box=[0, 0, 5, 5])

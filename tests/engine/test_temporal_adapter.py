@@ -85,7 +85,7 @@ def test_single_images_never_crash(compat):
     assert masks.shape[-2:] == img.shape
     s = ImageSetSession(m, [img, img[::-1].copy(), img.T.copy()], policy="confidence")
     s.add_prompt(0, 1, box=[4, 4, 20, 20])
-    assert len(dict(s.segment())) == 3
+    assert len(dict(s.propagate())) == 3
 
 
 def test_a_single_image_is_a_static_clip():

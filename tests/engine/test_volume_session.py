@@ -21,7 +21,7 @@ def test_policies_segment_every_slice_both_directions(tiny_model, blob_volume, p
     out = run(sess)
     fwd = [s for s, _ in out][: 20 - 10]
     bwd = [s for s, _ in out][20 - 10:]
-    assert fwd == list(range(10, 20)) and bwd == list(range(10, -1, -1))
+    assert fwd == list(range(10, 20)) and bwd == list(range(9, -1, -1))  # the prompted slice once
     assert all(sess.objects[1].results.get(s) is not None for s in range(20))
     assert sess.masks(1).shape == (20, 48, 64)
 
@@ -138,7 +138,7 @@ def test_mask_prompt_and_rgb_video(tiny_model):
     m = np.zeros((40, 52), bool)
     m[10:30, 10:40] = True
     sess.add_prompt(0, 1, mask=m)
-    assert len(run(sess)) == 6 + 1  # forward 0..5, then the prompted slice again going backward
+    assert [s for s, _ in run(sess)] == list(range(6))  # forward 0..5; the prompted slice is not yielded again
 
 
 def test_confidence_bank_persists(tiny_model, blob_volume, tmp_path):

@@ -332,7 +332,7 @@ def segment_set_cmd(images: List[Path], prompt_image, box, out: Path, policy, ch
         b = [float(x) for x in box.split(",")]
         sess = ImageSetSession(model, arrays, policy=policy)
         sess.add_prompt(prompt_image, 1, box=b)
-        masks = {i: m[1] for i, m in sess.segment()}
+        masks = {i: m[1] for i, m in sess.propagate()}
     except ValueError as e:
         raise _fail(e) from None
     rows = []
@@ -340,7 +340,7 @@ def segment_set_cmd(images: List[Path], prompt_image, box, out: Path, policy, ch
         target = out / f"{p.stem}_mask.png"
         write_png_atomic(np.repeat((masks[i].astype(np.uint8) * 255)[..., None], 3, -1), target)
         rows.append({"image": str(p), "mask": str(target)})
-    write_json_atomic({"policy": policy, "prompt_image": prompt_image, "images": rows, "scores": sess.scores(1)},
+    write_json_atomic({"policy": policy, "prompt_image": prompt_image, "images": rows, "scores": sess.confidence(1)},
                       out / "report.json")
     click.echo(f"{len(images)} images -> {out}")
 

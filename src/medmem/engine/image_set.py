@@ -3,13 +3,13 @@ unrelated 2D images from memory alone.
 
     session = medmem.ImageSetSession(model, images, policy="self_sorting")
     session.add_prompt(0, obj_id=1, box=[x0, y0, x1, y1])
-    for idx, masks in session.segment():       # every image without a prompt
+    for idx, masks in session.propagate():     # every image without a prompt; masks: {obj_id: (H, W) bool}
         ...
 
 The set has no order: every image attends to *every* prompted image (memory and object pointer,
 at temporal distance 0) plus the k entries the bank policy retrieves for it (by similarity of
 image features; sampled for self_sorting). With `update_bank=True` the confident results join the
-bank, as in the paper. Results do not depend on the order images are asked for: `segment()`
+bank, as in the paper. Results do not depend on the order images are asked for: `propagate()`
 processes the requested images in index order (yielding them in the requested order), and the
 sampling generator of each image is seeded from (seed, image index).
 """
@@ -31,11 +31,15 @@ from .autocast import autocast
 from .features import encode_single
 from .image import validate_image
 from .prompts import check_prompt, prompt_to_inputs
+from .volume import SliceResult
 
 _SET_POLICIES = ("self_sorting", "confidence")
 
 
 class ImageSetSession:
+    """One-Prompt segmentation of an unordered image set, with the verbs and results of `VolumeSession`:
+    `add_prompt(idx, obj_id, ...)`, `propagate()`, `mask`, `logits`, `confidence`, `memory_stats`."""
+
     def __init__(self, model: SAM2Model, images: Sequence[np.ndarray], policy: Union[str, BankPolicy] = "self_sorting",
                  *, intensity: Intensity = "auto", resize_mode: ResizeMode = "stretch",
                  policy_kwargs: Optional[dict] = None, update_bank: bool = True, dtype: Optional[torch.dtype] = None,
@@ -62,9 +66,8 @@ class ImageSetSession:
             kw["bank"] = bank
         self._policy_spec, self._policy_kwargs = policy, kw
         self.policies: Dict[int, BankPolicy] = {}
-        self.retrieved: Dict[int, Dict[int, int]] = {}
         self.prompts: Dict[int, Dict[int, object]] = {}
-        self.results: Dict[int, Dict[int, Tuple[torch.Tensor, float, float]]] = {}
+        self.results: Dict[int, Dict[int, SliceResult]] = {}
         self.update_bank, self.progress = update_bank, progress
 
     def __len__(self) -> int:
@@ -85,7 +88,7 @@ class ImageSetSession:
             if not isinstance(p, BankPolicy):
                 raise ValueError("image sets need a bank policy (self_sorting or confidence)")
             self.policies[obj_id] = p
-            self.prompts[obj_id], self.results[obj_id], self.retrieved[obj_id] = {}, {}, {}
+            self.prompts[obj_id], self.results[obj_id] = {}, {}
         return self.policies[obj_id]
 
     def _generator(self, policy: BankPolicy, idx: int) -> torch.Generator:
@@ -107,18 +110,17 @@ class ImageSetSession:
         with autocast(m.device, self.dtype):
             out = m.track_step(feats, is_init_cond_frame=True, point_inputs=pi, mask_inputs=mi, run_mem_encoder=False)
             mf, mp = m.encode_prompted_memory(feats, out.pred_masks, out.object_score_logits)
-        iou = out.heads.ious.max(dim=-1, keepdim=True).values.float()
-        entry = FrameMemory(idx, mf.to(self.storage_dtype), mp, out.obj_ptr.float(), out.pred_masks.float(),
-                            out.object_score_logits.float(), iou, True)
+        entry = FrameMemory.from_step(idx, out, (mf, mp), is_cond=True, storage_dtype=self.storage_dtype)
         policy.remove_conditioning(idx)
         policy.add_conditioning(entry)
         self.prompts[obj_id][idx] = p
-        self.results[obj_id][idx] = (out.pred_masks.cpu().half(), float(iou), float(out.object_score_logits))
+        self.results[obj_id][idx] = SliceResult.from_step(out, prompted=True)
         return self.mask(obj_id, idx)
 
     @torch.inference_mode()
-    def segment(self, indices: Optional[Sequence[int]] = None) -> Iterator[Tuple[int, Dict[int, np.ndarray]]]:
-        """Segment every image without a prompt (or `indices`); yields (image_idx, {obj_id: mask})."""
+    def propagate(self, indices: Optional[Sequence[int]] = None) -> Iterator[Tuple[int, Dict[int, np.ndarray]]]:
+        """Carry the prompts to every image (or `indices`); yields (image_idx, {obj_id: (H, W) bool mask}),
+        each asked image once, in the order asked."""
         if not self.policies:
             raise RuntimeError("add a prompt on at least one image first")
         asked = list(range(len(self.images))) if indices is None else [int(i) for i in indices]
@@ -140,20 +142,20 @@ class ImageSetSession:
                 feats = feats if feats is not None else self._features(idx)
                 key = feature_key(feats.vision_feats, policy.key_grid)[0]
                 mems, ptrs, tmax = policy.select_unordered(key, self._generator(policy, idx))
-                self.retrieved[oid][idx] = policy.last_retrieved
                 with autocast(m.device, self.dtype):
                     out = m.track_step(feats, is_init_cond_frame=False, ptr_tpos_max=tmax,
                                        memories=[MaskMemory(e.maskmem_features, e.maskmem_pos, 0) for _, e in mems],
                                        obj_ptrs=[ObjectPointer(e.obj_ptr, 0) for _, e in ptrs],
                                        run_mem_encoder=self.update_bank)
-                iou = out.heads.ious.max(dim=-1, keepdim=True).values.float()
                 if self.update_bank:
                     stored = out.pix_feat_with_mem if out.pix_feat_with_mem is not None else feats.vision_feats
-                    policy.add(FrameMemory(idx, out.maskmem_features.to(self.storage_dtype), out.maskmem_pos,
-                                           out.obj_ptr.float(), out.pred_masks.float(),
-                                           out.object_score_logits.float(), iou),
+                    policy.add(FrameMemory.from_step(idx, out, (out.maskmem_features, out.maskmem_pos),
+                                                     storage_dtype=self.storage_dtype),
                                feature_key(stored, policy.key_grid)[0])
-                self.results[oid][idx] = (out.pred_masks.cpu().half(), float(iou), float(out.object_score_logits))
+                res = SliceResult.from_step(out)
+                res.retrieved = policy.last_retrieved
+                res.bank_entries = len(policy.bank)
+                self.results[oid][idx] = res
                 out_masks[oid] = self.mask(oid, idx)
             done[idx] = out_masks
         for oid, policy in self.policies.items():
@@ -163,27 +165,27 @@ class ImageSetSession:
                               f"{c['rejected_empty']} empty masks, {c['rejected_confidence']} below the threshold "
                               f"{policy.effective_threshold():.3g}); images attended to the prompted images only",
                               stacklevel=2)
-        for idx in asked:
+        for idx in dict.fromkeys(asked):
             yield idx, done[idx]
 
     def logits(self, obj_id: int, idx: int) -> Optional[torch.Tensor]:
         r = self.results.get(obj_id, {}).get(idx)
         if r is None:
             return None
-        return to_source(r[0].float(), self.images[idx].shape[:2], self.resize_mode, self.model.image_size)[0, 0]
+        return to_source(r.low_res.float(), self.images[idx].shape[:2], self.resize_mode, self.model.image_size)[0, 0]
 
     def mask(self, obj_id: int, idx: int) -> np.ndarray:
         lg = self.logits(obj_id, idx)
         return np.zeros(self.images[idx].shape[:2], bool) if lg is None else (lg > 0).cpu().numpy()
 
-    def scores(self, obj_id: int) -> List[dict]:
-        """Per-image predicted IoU, object score and bank entries retrieved (for review)."""
+    def confidence(self, obj_id: int, iou_threshold: float = 0.5) -> List[dict]:
+        """Per-image rows as `VolumeSession.confidence` gives per slice: predicted IoU, object score,
+        presence, prompted, a review flag (present but IoU below the threshold), and for images
+        segmented from memory the bank fill level and the entries retrieved."""
         rows = []
-        for i, r in sorted(self.results.get(obj_id, {}).items()):
-            row = dict(image=i, iou=round(r[1], 4), object_score=round(r[2], 3), prompted=i in self.prompts[obj_id])
-            if i in self.retrieved.get(obj_id, {}):
-                row["retrieved"] = self.retrieved[obj_id][i]
-            rows.append(row)
+        for i in range(len(self.images)):
+            r = self.results.get(obj_id, {}).get(i)
+            rows.append(dict(image=i, segmented=False) if r is None else dict(image=i, **r.row(iou_threshold)))
         return rows
 
     def memory_stats(self, obj_id: int) -> dict:

@@ -47,6 +47,21 @@ class SliceResult:
     bank_entries: Optional[int] = None  # bank fill level after this slice (bank policies)
     retrieved: Optional[int] = None     # bank entries attended to on this slice (bank policies)
 
+    @classmethod
+    def from_step(cls, out, prompted: bool = False) -> "SliceResult":
+        """From a `SAM2Model.track_step` output: logits stored fp16 on the CPU, the best predicted IoU."""
+        return cls(out.pred_masks.detach().to("cpu", torch.float16), float(out.heads.ious.float().max()),
+                   float(out.object_score_logits.float().reshape(-1)[0]), prompted)
+
+    def row(self, iou_threshold: float = 0.5) -> dict:
+        """The confidence row of this result (without the slice / image index)."""
+        present = self.object_score > 0
+        row = dict(segmented=True, iou=round(self.iou, 4), object_score=round(self.object_score, 3),
+                   present=present, prompted=self.prompted, review=bool(present and self.iou < iou_threshold))
+        if self.retrieved is not None:
+            row.update(bank_entries=self.bank_entries, retrieved=self.retrieved)
+        return row
+
 
 @dataclass
 class _Object:
@@ -63,13 +78,16 @@ class _Object:
 class VolumeSession:
     """Propagation over an ordered sequence of slices (a volume along an axis, or video frames)."""
 
-    def __init__(self, model: SAM2Model, volume, policy: Union[str, MemoryPolicy] = "fifo", *, axis="axial",
+    def __init__(self, model: SAM2Model, volume, policy: Union[str, MemoryPolicy] = "fifo", *, axis=None,
                  intensity: Intensity = "auto", resize_mode: ResizeMode = "stretch", chunk: int = 8,
                  dtype: Optional[torch.dtype] = None, storage_dtype: torch.dtype = torch.bfloat16,
                  policy_kwargs: Optional[dict] = None, progress: bool = False, frames=None,
                  policy_options: Optional[dict] = None, backend: str = "torch") -> None:
         """volume: a `medmem.io.Volume`, or an array (S, H, W) / (S, H, W, 3) of slices in order.
-        axis: slicing axis of a Volume ("axial" | "coronal" | "sagittal" | 0/1/2).
+        axis: slicing axis ("axial" | "coronal" | "sagittal" | array axis 0/1/2; default axial). Names are
+        resolved from a Volume's direction; a plain (Z, Y, X) array is sliced the same way as a Volume
+        with identity direction (axial = Z, coronal = Y, sagittal = X); slices (S, H, W, 3) of a video
+        or an RGB stack have only their own order (axis 0).
         policy: "fifo" | "self_sorting" | "confidence", one instance per object.
         policy_options (alias policy_kwargs): the policy's keyword options (`medmem.memory.policies`),
         plus, for bank policies, ``bank`` (a `MemoryBank` or a saved bank's path: shared by every
@@ -86,6 +104,16 @@ class VolumeSession:
         self.volume, self.view = None, None
         if frames is None:
             arr = volume
+            if axis not in (None, 0, "0", "axial") and not hasattr(volume, "slices"):
+                from ..io import Volume
+
+                arr = np.asarray(volume)
+                if arr.ndim != 3:
+                    raise ValueError(f"axis {axis!r} needs a volume (Z, Y, X); slices of shape {arr.shape} have only "
+                                     "their own order (axis 0)")
+                volume = Volume(arr)
+            if axis is None:
+                axis = "axial"
             if hasattr(volume, "slices") and hasattr(volume, "array"):
                 self.volume = volume
                 # a single 2D image has no anatomical slicing axis: its one "slice" is array axis 0
@@ -166,7 +194,7 @@ class VolumeSession:
         del self.objects[obj_id]
 
     @torch.inference_mode()
-    def add_prompt(self, slice_idx: int, obj_id: int, points=None, labels=None, box=None, mask=None,
+    def add_prompt(self, slice_idx: int, obj_id: int = 1, points=None, labels=None, box=None, mask=None,
                    clear_old: bool = True) -> np.ndarray:
         """Prompt object `obj_id` on a slice; returns its mask on that slice (H, W) bool.
 
@@ -233,16 +261,12 @@ class VolumeSession:
 
     # ------------------------------------------------------------------ one step
     def _entry(self, s, out, is_cond=False) -> FrameMemory:
-        mf = out.maskmem_features
-        iou_best = out.heads.ious.max(dim=-1, keepdim=True).values if out.heads.ious.shape[-1] > 1 else out.heads.ious
-        return FrameMemory(s, None if mf is None else mf.to(self.storage_dtype), out.maskmem_pos, out.obj_ptr.float(),
-                           out.pred_masks.float(), out.object_score_logits.float(), iou_best.float(), is_cond)
+        return FrameMemory.from_step(s, out, (out.maskmem_features, out.maskmem_pos), is_cond=is_cond,
+                                     storage_dtype=self.storage_dtype)
 
     @staticmethod
     def _result(out, prompted=False) -> SliceResult:
-        ious = out.heads.ious.float()
-        return SliceResult(out.pred_masks.detach().to("cpu", torch.float16), float(ious.max()),
-                           float(out.object_score_logits.float().reshape(-1)[0]), prompted)
+        return SliceResult.from_step(out, prompted)
 
     def _select(self, obj: _Object, s: int, reverse: bool, feats):
         key = feature_key(feats.vision_feats, obj.policy.key_grid)[0] if obj.policy.needs_key else None
@@ -267,7 +291,9 @@ class VolumeSession:
     @torch.inference_mode()
     def propagate(self, direction: str = "both", obj_ids: Optional[Sequence[int]] = None,
                   start: Optional[int] = None) -> Iterator[Tuple[int, Dict[int, np.ndarray]]]:
-        """Propagate prompts through the slices; yields (slice_idx, {obj_id: (H, W) bool mask}).
+        """Propagate prompts through the slices; yields (slice_idx, {obj_id: (H, W) bool mask}), each slice
+        once per call (where the two passes of "both" meet, a slice comes again only with the objects
+        whose result the second pass changed).
 
         direction: "both" (forward from the first prompted slice to the end, then backward from it
         to slice 0), "forward" or "backward". Only objects and slice ranges that changed since the
@@ -292,6 +318,7 @@ class VolumeSession:
             passes.append(False)
         if direction in ("both", "backward"):
             passes.append(True)
+        yielded = set()  # with "both", the prompted slice where the passes meet is yielded once
         for reverse in passes:
             plans = {}
             for obj in todo:
@@ -312,6 +339,7 @@ class VolumeSession:
             for s in it:
                 feats = None
                 out_masks = {}
+                fresh = set()  # objects with a new result on this slice
                 for oid, order in plans.items():
                     obj = self.objects[oid]
                     if s not in order:
@@ -321,11 +349,16 @@ class VolumeSession:
                     elif self._ended(obj, s, reverse):  # the object has ended: not even encoded
                         obj.results[s] = self._absent()
                         obj.tracked_dir[s] = reverse
+                        fresh.add(oid)
                     else:
+                        fresh.add(oid)
                         feats = feats if feats is not None else self.features.get(s, reverse)
                         self._track(obj, s, reverse, feats)
                     out_masks[oid] = self.mask(oid, s)
+                if s in yielded:  # met again (passes of "both"): only what changed
+                    out_masks = {o: mk for o, mk in out_masks.items() if o in fresh}
                 if out_masks:
+                    yielded.add(s)
                     yield s, out_masks
         for obj in todo:
             obj.dirty = None
@@ -463,13 +496,5 @@ class VolumeSession:
         rows = []
         for s in range(self.num_slices):
             r = res.get(s)
-            if r is None:
-                rows.append(dict(slice=s, segmented=False))
-                continue
-            present = r.object_score > 0
-            row = dict(slice=s, segmented=True, iou=round(r.iou, 4), object_score=round(r.object_score, 3),
-                       present=present, prompted=r.prompted, review=bool(present and r.iou < iou_threshold))
-            if r.retrieved is not None:
-                row.update(bank_entries=r.bank_entries, retrieved=r.retrieved)
-            rows.append(row)
+            rows.append(dict(slice=s, segmented=False) if r is None else dict(slice=s, **r.row(iou_threshold)))
         return rows

@@ -226,8 +226,7 @@ class ClipForward(nn.Module):
                                         m.use_multimask(is_cond, pts))
                     rounds.append(heads)
                 mem_f, mem_p = m.encode_memory(f, heads.high_res_masks, heads.object_score_logits, is_mask_from_pts=True)
-            entry = FrameMemory(t, mem_f, mem_p, heads.obj_ptr, heads.low_res_masks, heads.object_score_logits,
-                                _kept_iou(heads), is_cond=is_cond or correct)
+            entry = FrameMemory.from_step(t, heads, (mem_f, mem_p), is_cond=is_cond or correct)
             (cond if (is_cond or correct) else non_cond)[t] = entry
             target = g.gt[:, t]
             for h in rounds:
