@@ -1,7 +1,6 @@
 """`medmem segment` and `medmem segment-set`."""
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -114,38 +113,6 @@ def _check_outputs(out: Path, overlay: Optional[Path], report: Optional[Path], b
             raise click.ClickException(f"{flag} {path} is the same file as --out")
 
 
-def _is_volume_file(p: Path) -> bool:
-    from ..io.filenames import is_volume_file
-
-    return is_volume_file(p)
-
-
-def _cases(input_path: Path):
-    """A single input (file, DICOM folder, frame folder) or a batch (folder of volume files / manifest)."""
-    if input_path.is_file() and input_path.suffix == ".json":
-        try:
-            man = json.loads(input_path.read_text(encoding="utf-8"))
-        except (ValueError, OSError) as e:
-            raise click.ClickException(f"{input_path}: not a readable JSON manifest ({_one_line(e)})") from None
-        cases = man.get("cases") if isinstance(man, dict) else None
-        if not isinstance(cases, list) or not all(isinstance(c, dict) and isinstance(c.get("image"), str)
-                                                  for c in cases):
-            raise click.ClickException(f"{input_path}: a manifest needs a 'cases' list of {{\"image\": PATH}} entries")
-        return [(Path(c["image"]) if os.path.isabs(c["image"]) else input_path.parent / c["image"],
-                 c.get("prompts")) for c in cases], True
-    if input_path.is_dir():
-        vols = sorted(p for p in input_path.iterdir() if p.is_file() and _is_volume_file(p))
-        if vols:
-            return [(p, None) for p in vols], True
-    return [(input_path, None)], False
-
-
-def _stem(p: Path) -> str:
-    from ..io.filenames import strip_suffix
-
-    return strip_suffix(p.name)
-
-
 def _resolve_input(value: str) -> Path:
     """A path, or `sample:NAME` for a sample bundled with medmem (`sample:mni152_t1`)."""
     if value.startswith("sample:"):
@@ -211,13 +178,12 @@ def segment_cmd(input_path: Path, out: Path, prompts_file, box, slice_idx, point
 def _segment(input_path: Path, out: Path, prompts_file, box, slice_idx, points, policy, policy_opts, axis, axes,
              direction, intensity, checkpoint, config, model_name, device, overlay, report, reference, quiet,
              backend: str = "torch") -> None:
-    """The body of `medmem segment` (see :func:`segment_cmd`)."""
-    from ..io import ImageReadError, ImageWriteError, PromptFileError, load_prompts, read_volume, write_mask
+    """The body of `medmem segment` (see :func:`segment_cmd`): one input here, a batch in engine/batch.py."""
+    from ..io import ImageReadError, ImageWriteError, PromptFileError, read_volume, write_mask
     from ..io.overlay import write_json_atomic, write_png_atomic
     from ..io.writers import check_mask_output
-    from .pipeline import parse_cli_prompts, segment_volume
-
     from ..memory.policies import parse_policy_options
+    from .batch import BatchError, SegmentOptions, case_objects, list_cases, run_batch, run_segmentation
 
     if axis is not None and axis.isdigit():
         axis = int(axis)
@@ -226,80 +192,62 @@ def _segment(input_path: Path, out: Path, prompts_file, box, slice_idx, points, 
     except ValueError as e:
         raise _fail(e) from None
     axes_list = [a.strip() for a in axes.split(",") if a.strip()] if axes else None
-    cases, batch = _cases(input_path)
+    try:
+        cases, batch = list_cases(input_path)
+    except BatchError as e:
+        raise _fail(e) from None
     if reference is not None and batch:
         raise click.ClickException("--reference applies to a single input, not a batch")
+    if not batch and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise click.ClickException(f"{input_path} is one input; under torchrun give a folder of volumes or a "
+                                   "JSON manifest (or run without torchrun)")
     try:
         _check_outputs(out, overlay, report, batch)
     except ImageWriteError as e:
         raise _fail(e) from None
-    if batch and (box or points) and prompts_file is None:
-        click.echo("note: the same --box/--point prompts are used for every case", err=True)
-    model = None
-    results = []
-    for image_path, case_prompts in cases:
-        target = out / f"{_stem(image_path)}_mask.nii.gz" if batch else out
-        try:
-            vol = _read(image_path)
-            check_mask_output(target, vol)
-            if case_prompts is not None:
-                objects = load_prompts(case_prompts if os.path.isabs(case_prompts)
-                                       else input_path.parent / case_prompts, vol)
-            elif prompts_file is not None:
-                pf = prompts_file
-                if pf.is_dir():
-                    pf = pf / f"{_stem(image_path)}.json"
-                objects = load_prompts(pf, vol)
-            else:
-                objects = parse_cli_prompts(vol, axis, box, slice_idx, list(points))
-            if model is None:
-                model = _load_model(checkpoint, config, device, model_name, backend)
-            if axes_list:
-                from .multi_axis import segment_multi_axis
-
-                result = segment_multi_axis(model, vol, objects, axes=axes_list, policy=policy,
-                                            policy_options=policy_kwargs, intensity=intensity)
-            else:
-                result = segment_volume(model, vol, objects, policy=policy, axis=axis, direction=direction,
-                                        progress=not quiet, intensity=intensity, policy_kwargs=policy_kwargs)
-            labels, rep = result.labels, result.report
-            if reference is not None:
-                from ..eval.reference import score_against_reference
-
-                rep["reference"] = score_against_reference(labels, vol, read_volume(reference), [o.id for o in objects])
-                rep["reference"]["path"] = str(reference)
-        except (ImageReadError, ImageWriteError, PromptFileError, ValueError, KeyError) as e:
-            if batch:
-                click.echo(f"{image_path}: FAILED: {_one_line(e)}", err=True)
-                results.append({"input": str(image_path), "error": _one_line(e)})
-                continue
-            raise _fail(e) from None
-        names = {int(o.id): o.name for o in objects if o.name}
-        rep["input"] = str(image_path)
-        rep["output"] = str(target)
-        try:  # write everything only after the whole case succeeded; each write is atomic
-            write_mask(labels, vol, target, labels=names or None)
-            png = (out / f"{_stem(image_path)}_overlay.png") if batch else overlay
-            if png is not None:  # drawn from the same result as the mask
-                write_png_atomic(result.overlay(), png)
-                rep["overlay"] = str(png)
-            if report is not None or batch:
-                rp = (out / f"{_stem(image_path)}_report.json") if batch else report
-                write_json_atomic(rep, rp)
-        except Exception as e:  # writing failed: say so clearly
-            raise click.ClickException(f"could not write outputs for {image_path}: {_one_line(e)}") from None
-        results.append({"input": str(image_path), "output": str(target), "seconds": rep["seconds"],
-                        "objects": {o["id"]: o["volume_ml"] for o in rep["objects"]}})
-        if not quiet:
-            vols = ", ".join(f"object {o['id']}: {o['volume_ml']} mL" for o in rep["objects"])
-            click.echo(f"{image_path} -> {target} ({rep['num_slices']} slices, {rep['seconds']} s; {vols})")
-            for oid, m in rep.get("reference", {}).get("objects", {}).items():
-                hd = "n/a" if m["hd95"] is None else f"{m['hd95']:.2f} mm"
-                click.echo(f"  object {oid} vs reference: Dice {m['dice']:.4f}  NSD@2mm {m['nsd']:.4f}  HD95 {hd}")
+    opts = SegmentOptions(prompts_file=prompts_file, box=box, slice_idx=slice_idx, points=tuple(points),
+                          policy=policy, policy_opts=tuple(policy_opts), policy_kwargs=policy_kwargs, axis=axis,
+                          axes=axes_list, direction=direction, intensity=intensity, checkpoint=checkpoint,
+                          config=config, model_name=model_name, backend=backend)
     if batch:
-        write_json_atomic({"cases": results}, out / "summary.json")
-        if all("error" in r for r in results):
-            raise click.ClickException("every case failed")
+        if (box or points) and prompts_file is None:
+            click.echo("note: the same --box/--point prompts are used for every case", err=True)
+        run_batch(cases, out, opts, lambda dev: _load_model(checkpoint, config, dev, model_name, backend),
+                  device=device, quiet=quiet)
+        return
+    case = cases[0]
+    try:
+        vol = _read(case.image)
+        check_mask_output(out, vol)
+        objects = case_objects(vol, case, opts)
+        model = _load_model(checkpoint, config, device, model_name, backend)
+        result = run_segmentation(model, vol, objects, opts, progress=not quiet)
+        labels, rep = result.labels, result.report
+        if reference is not None:
+            from ..eval.reference import score_against_reference
+
+            rep["reference"] = score_against_reference(labels, vol, read_volume(reference), [o.id for o in objects])
+            rep["reference"]["path"] = str(reference)
+    except (ImageReadError, ImageWriteError, PromptFileError, ValueError, KeyError) as e:
+        raise _fail(e) from None
+    names = {int(o.id): o.name for o in objects if o.name}
+    rep["input"] = str(case.image)
+    rep["output"] = str(out)
+    try:  # write everything only after the whole case succeeded; each write is atomic
+        write_mask(labels, vol, out, labels=names or None)
+        if overlay is not None:  # drawn from the same result as the mask
+            write_png_atomic(result.overlay(), overlay)
+            rep["overlay"] = str(overlay)
+        if report is not None:
+            write_json_atomic(rep, report)
+    except Exception as e:  # writing failed: say so clearly
+        raise click.ClickException(f"could not write outputs for {case.image}: {_one_line(e)}") from None
+    if not quiet:
+        vols = ", ".join(f"object {o['id']}: {o['volume_ml']} mL" for o in rep["objects"])
+        click.echo(f"{case.image} -> {out} ({rep['num_slices']} slices, {rep['seconds']} s; {vols})")
+        for oid, m in rep.get("reference", {}).get("objects", {}).items():
+            hd = "n/a" if m["hd95"] is None else f"{m['hd95']:.2f} mm"
+            click.echo(f"  object {oid} vs reference: Dice {m['dice']:.4f}  NSD@2mm {m['nsd']:.4f}  HD95 {hd}")
 
 
 @click.command("segment-set")
