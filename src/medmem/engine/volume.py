@@ -16,6 +16,7 @@ slice, and a warning is raised when a bank is still empty after propagation.
 """
 from __future__ import annotations
 
+import inspect
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from ..memory.entry import FrameMemory
 from ..memory.bank import MemoryBank, feature_key, model_fingerprint
 from ..memory.policies import BankPolicy, MemoryPolicy, make_policy
 from ..model import NO_OBJ_SCORE, MaskMemory, ObjectPointer, SAM2Model
+from ..model.memory_attention import MemoryKVCache
 from .autocast import autocast
 from .features import FeatureCache
 from .frames import FrameSource, TensorFrameSource
@@ -135,6 +137,10 @@ class VolumeSession:
         self._policy_spec, self._policy_kwargs = policy, opts
         self.objects: Dict[int, _Object] = {}
         self.progress = progress
+        # fast memory attention: each object's memory keys are computed once and kept (`MemoryKVCache`) while
+        # its memory holds them; set to None for the plain path (same numbers, to float rounding)
+        self.memory_caches: Optional[Dict[int, MemoryKVCache]] = (
+            {} if "memory_cache" in inspect.signature(self.model.track_step).parameters else None)
 
     def _bank_options(self, policy, opts: dict) -> Tuple[Optional[MemoryBank], Optional[str]]:
         """Pop the session-level bank options (bank, share_bank, save_bank) from `opts`."""
@@ -192,6 +198,8 @@ class VolumeSession:
         if obj_id not in self.objects:
             raise KeyError(f"no object {obj_id}; objects: {self.obj_ids}")
         del self.objects[obj_id]
+        if self.memory_caches is not None:
+            self.memory_caches.pop(obj_id, None)
 
     @torch.inference_mode()
     def add_prompt(self, slice_idx: int, obj_id: int = 1, points=None, labels=None, box=None, mask=None,
@@ -224,7 +232,7 @@ class VolumeSession:
         with autocast(m.device, self.dtype):
             out = m.track_step(feats, is_init_cond_frame=is_init, memories=mems, obj_ptrs=ptrs, ptr_tpos_max=tmax,
                                point_inputs=point_inputs, mask_inputs=mask_inputs, prev_mask_logits=prev,
-                               run_mem_encoder=False)
+                               run_mem_encoder=False, **self._fast(obj))
         entry = self._entry(s, out, is_cond=True)
         obj.pending[s] = entry
         obj.results[s] = self._result(out, prompted=True)
@@ -260,6 +268,12 @@ class VolumeSession:
         return lo, hi
 
     # ------------------------------------------------------------------ one step
+    def _fast(self, obj: _Object) -> dict:
+        """Extra track_step arguments: the object's memory-key cache (none on the plain path)."""
+        if self.memory_caches is None:
+            return {}
+        return {"memory_cache": self.memory_caches.setdefault(obj.obj_id, MemoryKVCache())}
+
     def _entry(self, s, out, is_cond=False) -> FrameMemory:
         return FrameMemory.from_step(s, out, (out.maskmem_features, out.maskmem_pos), is_cond=is_cond,
                                      storage_dtype=self.storage_dtype)
@@ -421,7 +435,7 @@ class VolumeSession:
         box = self._previous_box(obj, s, reverse)
         with autocast(m.device, self.dtype):
             out = m.track_step(feats, is_init_cond_frame=False, memories=mems, obj_ptrs=ptrs, ptr_tpos_max=tmax,
-                               point_inputs=box, run_mem_encoder=True)
+                               point_inputs=box, run_mem_encoder=True, **self._fast(obj))
         if box is not None and obj.prototypes is not None and m.cfg.prototype_presence:
             if not looks_present(feats.vision_feats, out.pred_masks, obj.prototypes):
                 out.heads.low_res_masks = torch.full_like(out.heads.low_res_masks, NO_OBJ_SCORE)

@@ -17,7 +17,7 @@ from ..config import SAM2Config
 from .common import MLP
 from .hiera import ImageEncoder
 from .mask_decoder import MaskDecoder
-from .memory_attention import MemoryAttention
+from .memory_attention import MemoryAttention, MemoryKVCache
 from .memory_encoder import MemoryEncoder
 from .position_encoding import sine_encoding_1d
 from .prompt_encoder import BOX_TOP_LEFT, PromptEncoder
@@ -175,16 +175,20 @@ class SAM2Model(nn.Module):
 
     # ------------------------------------------------------------------ memory → features
     def condition_on_memory(self, feats: ImageFeatures, memories: Sequence[MaskMemory] = (),
-                            obj_ptrs: Sequence[ObjectPointer] = (), ptr_tpos_max: int = 1) -> torch.Tensor:
+                            obj_ptrs: Sequence[ObjectPointer] = (), ptr_tpos_max: int = 1,
+                            memory_cache: Optional[MemoryKVCache] = None) -> torch.Tensor:
         """Fuse current features with memories → (B, C, h, w).
 
         With no memories (an initial conditioning frame) SAM 2 adds `no_mem_embed` instead.
         `ptr_tpos_max` normalises object-pointer temporal distances (official: min(num_frames, 16) - 1).
+        `memory_cache` (inference): the fast path, each memory's keys computed once and kept there
+        (`MemoryKVCache`); the same numbers as without it, to float rounding.
         """
         x = feats.vision_feats
         b, c, h, w = x.shape
         if self.cfg.num_maskmem == 0:
             return x
+        fast = memory_cache is not None and not self.training
         if not memories and not obj_ptrs:
             if self.cfg.raw_features_without_memory:
                 return x
@@ -192,14 +196,18 @@ class SAM2Model(nn.Module):
                 return x + self.no_mem_embed.view(1, c, 1, 1)
             mem = self.no_mem_embed.expand(b, 1, c)
             mem_pos = self.no_mem_pos_enc.expand(b, 1, c)
-            n_ptr = 0
-        else:
+            n_ptr, fast = 0, False
+        elif not fast:
             mem, mem_pos, n_ptr = self.assemble_memory(memories, obj_ptrs, ptr_tpos_max, b)
         grid, grid_pos = self.memory_grid(x), self.memory_grid(feats.vision_pos)
         gh, gw = grid.shape[-2:]
         curr = grid.flatten(2).transpose(1, 2)
         curr_pos = grid_pos.flatten(2).transpose(1, 2)
-        out = self.memory_attention(curr, curr_pos, mem, mem_pos, n_ptr, (gh, gw))
+        if fast:
+            keys, values = self.cached_memory_inputs(memory_cache, memories, obj_ptrs, ptr_tpos_max, b, (gh, gw))
+            out = self.memory_attention.forward_cached(curr, curr_pos, keys, values, (gh, gw))
+        else:
+            out = self.memory_attention(curr, curr_pos, mem, mem_pos, n_ptr, (gh, gw))
         out = out.transpose(1, 2).reshape(b, c, gh, gw)
         if (gh, gw) == (h, w):
             return out
@@ -222,24 +230,82 @@ class SAM2Model(nn.Module):
             toks.append(mm.features.to(device=device, dtype=torch.float32).flatten(2).transpose(1, 2))
             pos = mm.pos.to(device).flatten(2).transpose(1, 2)
             poss.append(pos + self.maskmem_tpos_enc[n - mm.t_pos - 1].view(1, 1, -1))
+        ptr = self.pointer_tokens(obj_ptrs, ptr_tpos_max, b)
         n_ptr = 0
-        if obj_ptrs and self.cfg.use_obj_ptrs_in_encoder:
-            c, m = self.hidden_dim, self.mem_dim
-            ptrs = torch.stack([p.ptr.to(device) for p in obj_ptrs], dim=1)  # (B, P, C)
-            if self.cfg.add_tpos_enc_to_obj_ptrs:
-                t = torch.tensor([p.t_diff for p in obj_ptrs], dtype=torch.float32, device=device)
-                dim = c if self.cfg.proj_tpos_enc_in_obj_ptrs else m
-                ppos = self.obj_ptr_tpos_proj(sine_encoding_1d(t / ptr_tpos_max, dim))
-                ppos = ppos.unsqueeze(0).expand(b, -1, m)
-            else:
-                ppos = ptrs.new_zeros(b, len(obj_ptrs), m)
-            if m < c:  # split each C-dim pointer into C/M tokens of width M
-                ptrs = ptrs.reshape(b, len(obj_ptrs) * (c // m), m)
-                ppos = ppos.repeat_interleave(c // m, dim=1)
-            toks.append(ptrs)
-            poss.append(ppos)
-            n_ptr = ptrs.shape[1]
+        if ptr is not None:
+            toks.append(ptr[0])
+            poss.append(ptr[1])
+            n_ptr = ptr[0].shape[1]
         return torch.cat(toks, dim=1), torch.cat(poss, dim=1), n_ptr
+
+    def pointer_tokens(self, obj_ptrs: Sequence[ObjectPointer], ptr_tpos_max: int, b: int
+                       ) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+        """Object pointers as memory tokens (B, P·C/M, M) and their temporal encodings; None without pointers."""
+        if not obj_ptrs or not self.cfg.use_obj_ptrs_in_encoder:
+            return None
+        device = self.maskmem_tpos_enc.device
+        c, m = self.hidden_dim, self.mem_dim
+        ptrs = torch.stack([p.ptr.to(device) for p in obj_ptrs], dim=1)  # (B, P, C)
+        if self.cfg.add_tpos_enc_to_obj_ptrs:
+            t = torch.tensor([p.t_diff for p in obj_ptrs], dtype=torch.float32, device=device)
+            dim = c if self.cfg.proj_tpos_enc_in_obj_ptrs else m
+            ppos = self.obj_ptr_tpos_proj(sine_encoding_1d(t / ptr_tpos_max, dim))
+            ppos = ppos.unsqueeze(0).expand(b, -1, m)
+        else:
+            ppos = ptrs.new_zeros(b, len(obj_ptrs), m)
+        if m < c:  # split each C-dim pointer into C/M tokens of width M
+            ptrs = ptrs.reshape(b, len(obj_ptrs) * (c // m), m)
+            ppos = ppos.repeat_interleave(c // m, dim=1)
+        return ptrs, ppos
+
+    def memory_key_params(self) -> List[torch.Tensor]:
+        """The weights cached memory keys depend on (a `MemoryKVCache` is cleared when any of them changes)."""
+        ps = [self.maskmem_tpos_enc]
+        for layer in self.memory_attention.layers:
+            ps += [layer.cross_attn_image.k_proj.weight, layer.cross_attn_image.k_proj.bias]
+        return ps
+
+    def cached_memory_inputs(self, cache: MemoryKVCache, memories: Sequence[MaskMemory],
+                             obj_ptrs: Sequence[ObjectPointer], ptr_tpos_max: int, b: int, hw: Tuple[int, int]
+                             ) -> Tuple[List[torch.Tensor], torch.Tensor]:
+        """Inputs of `MemoryAttention.forward_cached`: per-layer keys (B, N, C) and value tokens (B, N, M) of the
+        memories (then the object pointers), each memory's keys taken from `cache` or computed once into it."""
+        ma = self.memory_attention
+        device = self.maskmem_tpos_enc.device
+        n = self.cfg.num_maskmem
+        cache.check_weights(self.memory_key_params())
+        cache.begin()
+        parts = []  # (keys per layer, slot keys per layer or None, values)
+        for mm in memories:
+            def make(mm: MaskMemory = mm) -> Tuple[List[torch.Tensor], torch.Tensor]:
+                f = mm.features.to(device=device, dtype=torch.float32).flatten(2).transpose(1, 2)
+                p = mm.pos.to(device).flatten(2).transpose(1, 2)
+                return ma.memory_keys(f + p, hw), f.contiguous()
+
+            ks, vals = cache.entry_keys(mm.features, mm.pos, make)
+            slot = n - mm.t_pos - 1
+            sk = cache.slot_keys(slot, hw, lambda: ma.slot_keys(self.maskmem_tpos_enc[slot].reshape(-1), hw))
+            parts.append((ks, sk, vals))
+        cache.end()
+        ptr = self.pointer_tokens(obj_ptrs, ptr_tpos_max, b)
+        if ptr is not None:
+            parts.append((ma.memory_keys(ptr[0] + ptr[1], None), None, ptr[0]))
+        total = sum(p[2].shape[1] for p in parts)
+        keys = []
+        for li in range(len(ma.layers)):
+            k0 = parts[0][0][li]
+            buf = k0.new_empty(b, total, k0.shape[-1])
+            a = 0
+            for ks, sk, vals in parts:
+                e = a + vals.shape[1]
+                if sk is None:
+                    buf[:, a:e] = ks[li]
+                else:
+                    torch.add(ks[li], sk[li].to(buf.dtype), out=buf[:, a:e])
+                a = e
+            keys.append(buf)
+        values = torch.cat([p[2].to(parts[0][2].dtype).expand(b, -1, -1) for p in parts], dim=1)
+        return keys, values
 
     # ------------------------------------------------------------------ prompts → masks
     def sam_heads(self, pix_feat: torch.Tensor, high_res: Optional[List[torch.Tensor]] = None,
@@ -355,13 +421,15 @@ class SAM2Model(nn.Module):
                    obj_ptrs: Sequence[ObjectPointer] = (), ptr_tpos_max: int = 1,
                    point_inputs: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
                    mask_inputs: Optional[torch.Tensor] = None, prev_mask_logits: Optional[torch.Tensor] = None,
-                   run_mem_encoder: bool = True) -> StepOutput:
-        """Segment one frame from its features, prompts and the memories chosen by the caller."""
+                   run_mem_encoder: bool = True, memory_cache: Optional[MemoryKVCache] = None) -> StepOutput:
+        """Segment one frame from its features, prompts and the memories chosen by the caller.
+
+        memory_cache: the fast memory-attention path (inference; see `condition_on_memory`)."""
         pix = None
         if mask_inputs is not None and self.cfg.use_mask_input_as_output_without_sam:
             heads = self.mask_as_output(feats, mask_inputs)
         else:
-            pix = self.condition_on_memory(feats, memories, obj_ptrs, ptr_tpos_max)
+            pix = self.condition_on_memory(feats, memories, obj_ptrs, ptr_tpos_max, memory_cache)
             if prev_mask_logits is not None:
                 mask_inputs = prev_mask_logits
             heads = self.sam_heads(pix, feats.high_res, point_inputs, mask_inputs,
