@@ -5,8 +5,10 @@ The bundled MNI152 T1 (94 axial slices of 116 × 98) and the same volume resampl
 slice; each length in its own child process, the model built before the clock starts. Prints one JSON
 object per run, then a summary with seconds per slice and the ratio to the 94-slice run.
 
-    python benchmarks/default_model.py                 # 94, 200, 400 slices, all cores
+    python benchmarks/default_model.py --out benchmarks/results_default_model_cpu.json   # 94, 200, 400 slices
     BENCH_THREADS=2 python benchmarks/default_model.py --sizes 94,200
+
+--out writes exactly the lines printed (one JSON object per run, then the summary: JSON lines).
 """
 from __future__ import annotations
 
@@ -58,6 +60,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="94,200,400")
     ap.add_argument("--policy", default="fifo")
+    ap.add_argument("--out", default=None, help="also write the printed JSON lines to this file")
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child is not None:
@@ -70,11 +73,15 @@ def main() -> None:
         rows.append(json.loads(out))
         print(out, flush=True)
     base = rows[0]
-    print(json.dumps({"summary": [dict(slices=r["slices"], seconds=r["seconds"],
-                                       ms_per_slice=round(1000 * r["seconds"] / r["slices"], 1),
-                                       time_ratio_vs_first=round(r["seconds"] / base["seconds"], 2),
-                                       rss_ratio_vs_first=round(r["peak_rss_mb"] / base["peak_rss_mb"], 2))
-                                  for r in rows]}))
+    summary = json.dumps({"summary": [dict(slices=r["slices"], seconds=r["seconds"],
+                                           ms_per_slice=round(1000 * r["seconds"] / r["slices"], 1),
+                                           time_ratio_vs_first=round(r["seconds"] / base["seconds"], 2),
+                                           rss_ratio_vs_first=round(r["peak_rss_mb"] / base["peak_rss_mb"], 2))
+                                      for r in rows]})
+    print(summary)
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write("".join(json.dumps(r) + "\n" for r in rows) + summary + "\n")
 
 
 if __name__ == "__main__":
