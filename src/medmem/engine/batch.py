@@ -269,7 +269,8 @@ def run_case(case: Case, out: Path, opts: SegmentOptions, get_model: Callable[[]
     except Exception as e:  # noqa: BLE001 -- one failed case never stops the batch
         msg = _one_line(e)
         known = isinstance(e, (ValueError, KeyError, OSError))  # bad input, prompts, unwritable output
-        return {**row, "status": "failed", "seconds": round(time.perf_counter() - t0, 3),
+        return {**row, "status": "failed", "output": None, "report": None,
+                "seconds": round(time.perf_counter() - t0, 3),
                 "error": msg if known else f"{type(e).__name__}: {msg}", "objects": []}
     return {**row, "status": "done", "seconds": round(time.perf_counter() - t0, 3), "error": None,
             "objects": _objects(rep)}
@@ -378,7 +379,7 @@ def run_batch(cases: Sequence[Case], out: Path, opts: SegmentOptions, load_model
 
 def _not_run(case: Case, out: Path, rank: int, why: str) -> Dict[str, Any]:
     return {"index": case.index, "case": case.name, "input": str(case.image), "rank": rank,
-            "output": str(case.mask(out)), "report": str(case.report(out)), "status": "failed", "seconds": 0.0,
+            "output": None, "report": None, "status": "failed", "seconds": 0.0,
             "error": f"not run: {why}", "objects": []}
 
 

@@ -210,7 +210,7 @@ def _segment(input_path: Path, out: Path, prompts_file, box, slice_idx, points, 
                           axes=axes_list, direction=direction, intensity=intensity, checkpoint=checkpoint,
                           config=config, model_name=model_name, backend=backend)
     if batch:
-        if (box or points) and prompts_file is None:
+        if (box or points) and prompts_file is None and os.environ.get("RANK", "0") == "0":
             click.echo("note: the same --box/--point prompts are used for every case", err=True)
         run_batch(cases, out, opts, lambda dev: _load_model(checkpoint, config, dev, model_name, backend),
                   device=device, quiet=quiet)
