@@ -159,3 +159,21 @@ def test_two_gloo_processes_split_the_cases_and_rank0_writes_the_summary(tmp_pat
     assert all((out / f"case{i}_mask.nii.gz").exists() and (out / f"case{i}_report.json").exists() for i in range(4))
     assert "4 cases: 4 done, 0 skipped, 0 failed" in outs[0][0]          # rank 0 reports ...
     assert "cases:" not in outs[1][0] and "[" not in outs[1][0]          # ... rank 1 stays quiet
+
+
+def test_a_model_that_cannot_load_stops_the_batch_with_a_summary(tmp_path):
+    data = tmp_path / "cases"
+    data.mkdir()
+    for name in ("p", "q"):
+        _vol(data / f"{name}.nii.gz")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not weights")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["segment", str(data), "--out", str(out), *BOX, "--checkpoint", str(junk),
+                                    "--quiet"])
+    assert res.exit_code == 1 and "junk.pt" in res.output and "Traceback" not in res.output
+    assert len([ln for ln in res.output.splitlines() if ln.startswith("Error:")]) == 1, res.output   # one line
+    js, rows = _summary(out)
+    assert [r["status"] for r in js["cases"]] == ["failed", "failed"]
+    assert all(r["error"].startswith("not run:") for r in rows)
+    assert not any(out.glob("*_mask.nii.gz"))
