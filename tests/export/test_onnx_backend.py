@@ -1,7 +1,7 @@
 """ONNX export and the onnxruntime backend: every graph and a whole propagation against PyTorch.
 
-Tolerances (fp32, CPU): each graph's outputs within 1e-4 of PyTorch (absolute, on outputs of order 1-10;
-observed ~1e-6); a whole `VolumeSession` propagation: low-res mask logits within 5e-4 (stored as fp16; observed 6e-5) and at most
+Tolerances (fp32, CPU): each graph's outputs within 5e-6 · max(1, max |output|) of PyTorch (observed
+at most 7e-7: float rounding; a 1 % change of one graph input already moves outputs by ~3e-5); a whole `VolumeSession` propagation: low-res mask logits within 5e-4 (stored as fp16; observed 6e-5) and at most
 0.1 % of mask pixels different (pixels whose logit lies within the tolerance of the 0 threshold).
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import medmem  # noqa: E402
 from medmem.export import as_backend, export_onnx, read_manifest  # noqa: E402
 from medmem.model import MaskMemory, ObjectPointer  # noqa: E402
 
-GRAPH_ATOL = 1e-4
+GRAPH_RTOL = 5e-6
 LOGIT_ATOL = 5e-4
 MASK_FRACTION = 1e-3
 
@@ -49,9 +49,10 @@ def ort_model(model, export_dir):
     return as_backend(model, "onnxruntime", onnx_dir=export_dir)
 
 
-def _close(a: torch.Tensor, b: torch.Tensor, atol: float = GRAPH_ATOL) -> None:
+def _close(a: torch.Tensor, b: torch.Tensor, rtol: float = GRAPH_RTOL) -> None:
+    """max |a - b| <= rtol * max(1, max |a|)."""
     assert a.shape == b.shape
-    assert float((a.float() - b.float()).abs().max()) <= atol
+    assert float((a.float() - b.float()).abs().max()) <= rtol * max(1.0, float(a.abs().max()))
 
 
 def test_manifest_names_graphs_shapes_and_hash(export_dir, model):
@@ -175,7 +176,7 @@ def test_image_predictor_backend(model, ort_model):
         ma, sa, la = pa.predict(**kw)
         mb, sb, lb = pb.predict(**kw)
         np.testing.assert_allclose(la, lb, atol=LOGIT_ATOL)
-        np.testing.assert_allclose(sa, sb, atol=1e-4)
+        np.testing.assert_allclose(sa, sb, atol=GRAPH_RTOL)
         assert np.mean(ma != mb) <= MASK_FRACTION
     _, _, low = pa.predict(box=[10, 10, 38, 34], multimask_output=False)  # a mask prompt alone: no prompt tokens
     np.testing.assert_allclose(pa.predict(mask_input=low)[2], pb.predict(mask_input=low)[2], atol=LOGIT_ATOL)
