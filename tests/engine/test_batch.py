@@ -177,3 +177,11 @@ def test_a_model_that_cannot_load_stops_the_batch_with_a_summary(tmp_path):
     assert [r["status"] for r in js["cases"]] == ["failed", "failed"]
     assert all(r["error"].startswith("not run:") for r in rows)
     assert not any(out.glob("*_mask.nii.gz"))
+
+
+def test_one_input_under_torchrun_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    res = CliRunner().invoke(main, ["segment", str(_vol(tmp_path / "ct.nii.gz")), "--out", str(tmp_path / "m.nii.gz"),
+                                    *BOX, "--quiet"])
+    assert res.exit_code == 1 and "is one input" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "m.nii.gz").exists()

@@ -166,6 +166,10 @@ def segment_cmd(input_path: Path, out: Path, prompts_file, box, slice_idx, point
 
     Outputs are checked before any work starts; every file is written atomically, and only after the
     whole case succeeded. Bad input ends in a one-line error, exit code 1, and no output file.
+
+    A folder of volumes or a JSON manifest is a batch: complete cases are skipped, a failed case does
+    not stop the others, summary.json/.csv at the end; under torchrun the cases are split over the
+    processes (docs/batch.md).
     """
     restore = exit_on_sigterm()
     try:
