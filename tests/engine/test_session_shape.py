@@ -60,3 +60,16 @@ def test_frame_memory_from_step_keeps_the_kept_masks_iou(tiny_model, blob_volume
     e = sess.objects[1].pending[10]
     assert isinstance(e, FrameMemory) and e.is_cond and e.frame_idx == 10
     assert float(e.iou) == pytest.approx(sess.objects[1].results[10].iou, abs=1e-3)
+
+
+def test_an_empty_mask_is_never_reported_present():
+    import torch
+
+    from medmem.engine.volume import SliceResult
+
+    empty = SliceResult(torch.full((1, 1, 8, 8), -5.0, dtype=torch.float16), iou=0.9, object_score=3.0)
+    assert not empty.row()["present"] and not empty.row()["review"]
+    lit = torch.full((1, 1, 8, 8), -5.0, dtype=torch.float16)
+    lit[..., 2, 3] = 4.0
+    assert SliceResult(lit, iou=0.2, object_score=3.0).row()["present"]
+    assert not SliceResult(lit, iou=0.2, object_score=-1.0).row()["present"]

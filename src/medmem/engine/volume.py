@@ -56,8 +56,9 @@ class SliceResult:
                    float(out.object_score_logits.float().reshape(-1)[0]), prompted)
 
     def row(self, iou_threshold: float = 0.5) -> dict:
-        """The confidence row of this result (without the slice / image index)."""
-        present = self.object_score > 0
+        """The confidence row of this result (without the slice / image index). `present`: the object
+        score is positive *and* the mask has a pixel (an empty mask is never reported as the object)."""
+        present = self.object_score > 0 and bool((self.low_res > 0).any())
         row = dict(segmented=True, iou=round(self.iou, 4), object_score=round(self.object_score, 3),
                    present=present, prompted=self.prompted, review=bool(present and self.iou < iou_threshold))
         if self.retrieved is not None:
