@@ -20,11 +20,10 @@ import numpy as np
 import torch
 
 import medmem
-from medmem.data.synth import load_manifest
-from medmem.eval.baseline import threshold_box_2d, threshold_box_3d
+from medmem.atomic import atomic_path
 from medmem.eval.metrics import dice, hd95, nsd
 from medmem.data.prompt_sim import mask_to_box
-from medmem.eval.one_box import largest_slice, propagate_from_box
+from medmem.eval.one_box import evaluate_manifest, largest_slice, propagate_from_box
 from medmem.io import read_volume, sample_path
 
 
@@ -48,36 +47,6 @@ def evaluate_mni(model) -> dict:
                            hd95_mm=round(hd95(pred, gt, sp), 2), seconds=round(secs, 2), prompt_slice=s,
                            box=list(mask_to_box(gt[s])))
     return out
-
-
-def evaluate_synth(model, manifest: str, max_per_task: int = 4, split: str = "test", tasks=None) -> dict:
-    """Mean Dice per task over the ``split`` cases (up to ``max_per_task`` each, 0 = all) of ``tasks``, each
-    beside the model-free baseline (Otsu in the same box, extruded in 3D: ``medmem.eval.baseline``)."""
-    per_task = defaultdict(list)
-    per_task_base = defaultdict(list)
-    predictor = medmem.ImagePredictor(model)
-    counts = defaultdict(int)
-    for case in load_manifest(manifest, split=split, task=list(tasks) if tasks else None):
-        if max_per_task and counts[case.task] >= max_per_task:
-            continue
-        counts[case.task] += 1
-        for lab in sorted(int(v) for v in np.unique(case.label) if v != 0):
-            gt = case.label == lab
-            gray = case.image if case.image.ndim == case.dims else case.image.mean(-1)
-            if case.dims == 3:
-                pred, _, s = segment_3d(model, case.image, gt)
-                base = threshold_box_3d(gray, s, mask_to_box(gt[s]))
-            else:
-                predictor.set_image(case.image)
-                m, _, _ = predictor.predict(box=mask_to_box(gt), multimask_output=False)
-                pred = m[0]
-                base = threshold_box_2d(gray, mask_to_box(gt))
-            per_task[case.task].append(dice(pred, gt))
-            per_task_base[case.task].append(dice(base, gt))
-    rows = {t: dict(dice=round(float(np.mean(v)), 4), n=len(v),
-                    baseline_dice=round(float(np.mean(per_task_base[t])), 4)) for t, v in sorted(per_task.items())}
-    return {"tasks": rows, "mean_dice": round(float(np.mean([r["dice"] for r in rows.values()])), 4),
-            "mean_baseline_dice": round(float(np.mean([r["baseline_dice"] for r in rows.values()])), 4)}
 
 
 def main() -> None:
@@ -105,10 +74,11 @@ def main() -> None:
         res["mni152"] = evaluate_mni(model)
         print(json.dumps(res["mni152"]), flush=True)
     if a.data:
-        res["medbank_mini_test"] = evaluate_synth(model, a.data, a.max_per_task)
+        res["medbank_mini_test"] = evaluate_manifest(model, a.data, a.max_per_task)
         print(json.dumps(res["medbank_mini_test"]), flush=True)
     if a.out:
-        Path(a.out).write_text(json.dumps(res, indent=2))
+        with atomic_path(a.out) as tmp:
+            tmp.write_text(json.dumps(res, indent=2))
 
 
 if __name__ == "__main__":

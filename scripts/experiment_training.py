@@ -23,9 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import medmem  # noqa: E402
-from evaluate_model import evaluate_synth  # noqa: E402
+import medmem
+from medmem.eval.one_box import evaluate_manifest
 
 TASKS_3D = ("ct_liver_tumor", "ct_kidney", "ct_aorta", "ct_lung_nodule", "ct_abdomen_multi", "ct_vertebrae",
             "mri_brain_tumor", "mri_hippocampus", "mri_cardiac", "mri_prostate", "us_echo_lv")
@@ -57,7 +56,7 @@ def evaluate(weights: Path, data: Path, tasks, cache: Path = None) -> dict:
     if cache.is_file() and cache.stat().st_mtime >= weights.stat().st_mtime:
         return json.loads(cache.read_text())
     model = medmem.build_model(checkpoint=weights, device="cpu")
-    res = evaluate_synth(model, str(data), max_per_task=0, split="test", tasks=tasks)
+    res = evaluate_manifest(model, str(data), max_per_task=0, split="test", tasks=tasks)
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(res))
     return res

@@ -9,6 +9,7 @@ the tight box of a mask is `medmem.data.prompt_sim.mask_to_box`.
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from typing import Optional, Sequence
 
 import numpy as np
@@ -74,4 +75,35 @@ def evaluate_2d(model, image: np.ndarray, gt: np.ndarray, intensity="auto") -> d
     return dict(dice=round(dice(m[0], gt), 4), baseline_dice=round(dice(threshold_box_2d(gray, box), gt), 4))
 
 
-__all__ = ["largest_slice", "propagate_from_box", "box_every_slice", "evaluate_one_box", "evaluate_2d"]
+def evaluate_manifest(model, manifest: str, max_per_task: int = 4, split: str = "test", tasks=None) -> dict:
+    """Mean Dice per task over the ``split`` cases (up to ``max_per_task`` each, 0 = all) of ``tasks``, each
+    beside the model-free baseline (Otsu in the same box, extruded in 3D: ``medmem.eval.baseline``)."""
+    from ..data.synth import load_manifest
+
+    per_task = defaultdict(list)
+    per_task_base = defaultdict(list)
+    predictor = ImagePredictor(model)
+    counts = defaultdict(int)
+    for case in load_manifest(manifest, split=split, task=list(tasks) if tasks else None):
+        if max_per_task and counts[case.task] >= max_per_task:
+            continue
+        counts[case.task] += 1
+        for lab in sorted(int(v) for v in np.unique(case.label) if v != 0):
+            gt = case.label == lab
+            gray = case.image if case.image.ndim == case.dims else case.image.mean(-1)
+            if case.dims == 3:
+                s = largest_slice(gt)
+                pred, _, _ = propagate_from_box(model, case.image, s, mask_to_box(gt[s]))
+                base = threshold_box_3d(gray, s, mask_to_box(gt[s]))
+            else:
+                predictor.set_image(case.image)
+                m, _, _ = predictor.predict(box=mask_to_box(gt), multimask_output=False)
+                pred = m[0]
+                base = threshold_box_2d(gray, mask_to_box(gt))
+            per_task[case.task].append(dice(pred, gt))
+            per_task_base[case.task].append(dice(base, gt))
+    rows = {t: dict(dice=round(float(np.mean(v)), 4), n=len(v),
+                    baseline_dice=round(float(np.mean(per_task_base[t])), 4)) for t, v in sorted(per_task.items())}
+    return {"tasks": rows, "mean_dice": round(float(np.mean([r["dice"] for r in rows.values()])), 4),
+            "mean_baseline_dice": round(float(np.mean([r["baseline_dice"] for r in rows.values()])), 4)}
+
