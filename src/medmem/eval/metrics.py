@@ -204,19 +204,25 @@ def nsd(pred, gt, spacing=None, tolerance_mm: float = 2.0, surface: Surface = "d
     return _nsd_from(surface_distances(p, g, spacing, surface), tol)
 
 
+def _distance_inputs(pred, gt, spacing, empty_distance):
+    """(pred, gt, spacing, value): value is the answer when a mask is empty (both empty: 0), else None."""
+    p, g = _pair(pred, gt)
+    sp = check_spacing(spacing, p.ndim)
+    if not p.any() and not g.any():
+        return p, g, sp, 0.0
+    if not p.any() or not g.any():
+        return p, g, sp, _empty_value(empty_distance, p.shape, sp)
+    return p, g, sp, None
+
+
 def hausdorff(pred, gt, spacing=None, percentile: float = 100.0, surface: Surface = "deepmind",
               empty_distance: EmptyDistance = math.inf) -> float:
     """Symmetric (percentile) Hausdorff distance in mm: max over the two directions of
     the ``percentile`` of the surface distances. Both empty -> 0; one empty -> empty_distance."""
     if not 0 <= percentile <= 100:
         raise ValueError(f"percentile must be in [0, 100], got {percentile}")
-    p, g = _pair(pred, gt)
-    sp = check_spacing(spacing, p.ndim)
-    if not p.any() and not g.any():
-        return 0.0
-    if not p.any() or not g.any():
-        return _empty_value(empty_distance, p.shape, sp)
-    return _hd_from(surface_distances(p, g, sp, surface), percentile)
+    p, g, sp, empty = _distance_inputs(pred, gt, spacing, empty_distance)
+    return empty if empty is not None else _hd_from(surface_distances(p, g, sp, surface), percentile)
 
 
 def hd95(pred, gt, spacing=None, surface: Surface = "deepmind", empty_distance: EmptyDistance = math.inf) -> float:
@@ -227,13 +233,8 @@ def hd95(pred, gt, spacing=None, surface: Surface = "deepmind", empty_distance: 
 def assd(pred, gt, spacing=None, surface: Surface = "deepmind", empty_distance: EmptyDistance = math.inf) -> float:
     """Average symmetric surface distance in mm: (Σ_P w·d(P→G) + Σ_G w·d(G→P)) / (Σ_P w + Σ_G w).
     Both empty -> 0; one empty -> empty_distance."""
-    p, g = _pair(pred, gt)
-    sp = check_spacing(spacing, p.ndim)
-    if not p.any() and not g.any():
-        return 0.0
-    if not p.any() or not g.any():
-        return _empty_value(empty_distance, p.shape, sp)
-    return _assd_from(surface_distances(p, g, sp, surface))
+    p, g, sp, empty = _distance_inputs(pred, gt, spacing, empty_distance)
+    return empty if empty is not None else _assd_from(surface_distances(p, g, sp, surface))
 
 
 def binary_metrics(
