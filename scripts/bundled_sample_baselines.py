@@ -118,6 +118,8 @@ def main() -> None:
                     slices=len(good), min=round(min(good), 4) if good else None,
                     max=round(max(good), 4) if good else None),
                 reference_empty_slices=len(empty_ref),
+                reference_empty_slices_with_positive_object_score=sum(float(conf[z].get("object_score", 0)) > 0
+                                                                      for z in empty_ref),
                 reference_empty_slices_flagged_present=sum(bool(conf[z].get("present")) for z in empty_ref),
                 reference_empty_slices_with_predicted_voxels=sum(bool(pred_s[z].any()) for z in empty_ref),
                 slices_to_review=len(seg.report["objects"][0]["slices_to_review"]))
