@@ -1,15 +1,25 @@
-"""Propagation speed and peak memory: medmem VolumeSession vs the official sam2 video predictor.
+"""Propagation speed and peak memory: medmem's VolumeSession (torch, fp32) vs the official SAM 2.1 video predictor.
 
-Same config (SAM 2.1 tiny, at a reduced input size so that 1,000 slices run in minutes on a CPU),
-the same random weights, the same synthetic volume and the same box prompt, side by side in one
-run. Each (implementation, length) runs in its own child process so that peak memory (max RSS)
-is measured cleanly. Prints one JSON object per measurement, then a summary with ratios.
+One run measures, side by side:
 
-    python benchmarks/propagation.py                      # 50, 200, 1000 slices at 256² (CPU)
-    BENCH_THREADS=1 python benchmarks/propagation.py --parallel   # both side by side, one core each
-    python benchmarks/propagation.py --sizes 50,200 --image-size 512 --device cuda --dtype bf16
+1. speed at 512² and 1024² (SAM 2.1 tiny, the same random weights, the same synthetic frames and box on frame 0,
+   forward propagation): slices/s of the propagation loop, by wall clock and by CPU time, and whether the
+   outputs are equal (max |logit difference| over all frames at frame resolution, share of mask pixels that
+   differ). For equal inputs medmem gets the model inputs the official loader makes (`load_video_frames`);
+   frame 0's features are computed before the clock starts on both sides (the official predictor caches them
+   when prompted; medmem's feature cache keeps only that slice);
+2. peak memory for 1,000 vs 50 slices at 128² (each side reading the frames its own way: the official
+   predictor loads every frame at init, medmem streams them from the uint8 volume).
 
-The official package is needed for its side (scripts/setup.sh --test installs it).
+Each (implementation, setting) runs in its own child process (clean peak RSS = ru_maxrss); by default the two
+implementations of a setting run at the same time with one torch thread each (`--threads`), so that both see the
+same load of a shared machine; CPU time per slice is the steadier number there.
+
+    python benchmarks/propagation.py                  # writes benchmarks/results_cpu.json (about 10-15 min, 2 cores)
+    python benchmarks/propagation.py --sizes 512 --slices 8 --memory-sizes 20,100   # a quick look
+    python benchmarks/propagation.py --readme         # the README table of the JSON
+
+Needs the official `sam2` package (scripts/setup.sh --test). Builds everything itself (`official_pair.py`).
 """
 from __future__ import annotations
 
@@ -25,154 +35,169 @@ from pathlib import Path
 
 import numpy as np
 
-
-def make_frames(n: int, hw=(160, 160), seed: int = 0) -> np.ndarray:
-    """(n, H, W, 3) uint8: a slowly moving, breathing ellipse on a noisy background."""
-    rng = np.random.default_rng(seed)
-    h, w = hw
-    yy, xx = np.mgrid[:h, :w]
-    out = np.empty((n, h, w, 3), np.uint8)
-    for t in range(n):
-        ph = 2 * np.pi * t / max(n, 1)
-        img = 40 + rng.normal(0, 8, (h, w))
-        cy, cx, r = h / 2 + 10 * np.sin(ph), w / 2 + 12 * np.cos(ph), 25 + 5 * np.sin(3 * ph)
-        img[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] += 150
-        out[t] = np.clip(img, 0, 255).astype(np.uint8)[..., None]
-    return out
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+MODEL = "sam2.1_hiera_tiny"
 
 
-def build_pair(image_size: int, device: str):
-    """The official video predictor and medmem's model with the same random weights."""
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def child(impl: str, size: int, frames_dir: str, inputs: str, out_npy: str, weights: str) -> dict:
+    """One propagation in this process → timings, peak RSS; frame-resolution logits written to out_npy.
+    medmem loads the official model's weights from `weights` (it never builds the official model)."""
     import torch
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from oracle import build_official, randomize_
+    from official_pair import box_of, build_medmem, build_official, read_frames
 
-    from medmem.config import get_config
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
+    frames = read_frames(Path(frames_dir))
+    n, h, w = frames.shape[:3]
+    box = box_of((h, w))
+    logits = []
+    with torch.inference_mode():
+        if impl == "official":
+            off = build_official(MODEL, size)
+            base = _rss_mb()
+            t0, c0 = time.perf_counter(), time.process_time()
+            state = off.init_state(video_path=frames_dir)
+            off.add_new_points_or_box(state, frame_idx=0, obj_id=1, box=box)
+            t1, c1 = time.perf_counter(), time.process_time()
+            for _, _, m in off.propagate_in_video(state):
+                logits.append(m[0, 0].float().numpy())
+        else:
+            from medmem.allocator import tune_allocator
+            from medmem.engine.volume import VolumeSession
 
-    cfg = get_config("sam2.1_hiera_tiny").replace(image_size=image_size)
-    torch.manual_seed(0)
-    off = randomize_(build_official(cfg, video=True, fill_hole_area=0), seed=7)
-    with torch.no_grad():
-        off.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(8.0)
-    return cfg, off
+            tune_allocator()  # what medmem.build_model does on the CPU
+            model = build_medmem(MODEL, size, torch.load(weights, weights_only=True))
+            if inputs == "official":  # the very model inputs the official loader makes
+                from sam2.utils.misc import load_video_frames
+
+                images = load_video_frames(frames_dir, size, False, compute_device=torch.device("cpu"))[0]
+            base = _rss_mb()
+            t0, c0 = time.perf_counter(), time.process_time()
+            if inputs == "official":
+                sess = VolumeSession.from_model_inputs(model, images, (h, w), policy="fifo", chunk=8)
+            else:
+                sess = VolumeSession(model, frames, policy="fifo", chunk=8)
+            if os.environ.get("BENCH_PLAIN"):  # medmem without the fast memory path (for comparison)
+                sess.memory_caches = None
+            sess.add_prompt(0, 1, box=box)
+            # the prompt encoded a chunk of slices; keep only the prompted slice, as the official predictor does
+            for k in [k for k in sess.features._cache if k != 0]:
+                del sess.features._cache[k]
+            t1, c1 = time.perf_counter(), time.process_time()
+            for s, _ in sess.propagate("forward"):
+                logits.append(sess.logits(1, s).float().numpy())
+    t2, c2 = time.perf_counter(), time.process_time()
+    np.save(out_npy, np.stack(logits).astype(np.float32))
+    rss = _rss_mb()
+    return dict(impl=impl, image_size=size, slices=n, threads=torch.get_num_threads(), inputs=inputs,
+                frames=len(logits), total_s=round(t2 - t0, 2), propagate_s=round(t2 - t1, 2),
+                propagate_cpu_s=round(c2 - c1, 2), slices_per_s=round(len(logits) / (t2 - t1), 3),
+                slices_per_cpu_s=round(len(logits) / (c2 - c1), 3), peak_rss_mb=round(rss, 1),
+                rss_growth_mb=round(rss - base, 1))
 
 
-def child(impl: str, n: int, image_size: int, device: str, dtype: str, frames_dir: str) -> dict:
+def _run_pair(n: int, size: int, inputs: str, tmp: Path, threads: int, parallel: bool) -> dict:
+    from official_pair import make_frames, write_frames
+
     import torch
 
-    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1)))
-    cfg, off = build_pair(image_size, device)
-    frames = np.stack([np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(p).convert("RGB"))
-                       for p in sorted(Path(frames_dir).glob("*.jpg"))])
-    h, w = frames.shape[1:3]
-    box = np.array([w / 2 - 35, h / 2 - 35, w / 2 + 35, h / 2 + 35], np.float32)
-    dt = torch.bfloat16 if dtype == "bf16" else None
-    if impl == "official":
-        model = off.to(device)
+    from official_pair import build_official
+
+    d = write_frames(make_frames(n), tmp / f"n{n}_s{size}")
+    weights = tmp / f"weights_{size}.pt"
+    if not weights.exists():  # the official model's random weights (built with the same seed in its child)
+        torch.save(build_official(MODEL, size).state_dict(), weights)
+    env = dict(os.environ, BENCH_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    cmds = {impl: [sys.executable, __file__, "--child", impl, str(size), str(d), inputs,
+                   str(tmp / f"{impl}_n{n}_s{size}.npy"), str(weights)] for impl in ("official", "medmem")}
+    runs = {}
+    if parallel:
+        procs = {i: subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                 for i, c in cmds.items()}
+        outs = {i: (*p.communicate(), p.returncode) for i, p in procs.items()}
     else:
-        import gc
+        outs = {}
+        for i, c in cmds.items():
+            r = subprocess.run(c, capture_output=True, text=True, env=env)
+            outs[i] = (r.stdout, r.stderr, r.returncode)
+    for impl, (so, se, rc) in outs.items():
+        runs[impl] = json.loads(so.strip().splitlines()[-1]) if rc == 0 else dict(impl=impl, error=se[-2000:])
+        print(json.dumps(runs[impl]), flush=True)
+    o, m = runs["official"], runs["medmem"]
+    row = dict(slices=n, image_size=size, inputs=inputs, official=o, medmem=m)
+    if "error" not in o and "error" not in m:
+        a, b = np.load(tmp / f"official_n{n}_s{size}.npy"), np.load(tmp / f"medmem_n{n}_s{size}.npy")
+        row.update(speedup_wall=round(m["slices_per_s"] / o["slices_per_s"], 3),
+                   speedup_cpu=round(m["slices_per_cpu_s"] / o["slices_per_cpu_s"], 3),
+                   max_abs_logit_diff=float(np.abs(a - b).max()) if a.shape == b.shape else None,
+                   mask_pixels_differing=float(((a > 0) != (b > 0)).mean()) if a.shape == b.shape else None,
+                   mask_pixels_official=int((a > 0).sum()))
+    return row
 
-        from medmem.model import SAM2Model
 
-        model = SAM2Model(cfg)
-        model.load_state_dict(off.state_dict())
-        model = model.to(device).eval()
-        del off
-        gc.collect()
-    # the baseline: the process with its model built and the frames read; growth beyond it is the run's
-    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    t0 = time.perf_counter()
-    if impl == "official":
-        ctx = torch.autocast(device_type=device.split(":")[0], dtype=dt) if dt else torch.autocast("cpu", enabled=False)
-        with ctx:
-            state = model.init_state(video_path=frames_dir)
-            model.add_new_points_or_box(state, frame_idx=0, obj_id=1, box=box)
-            t1 = time.perf_counter()
-            count = sum(1 for _ in model.propagate_in_video(state))
-    else:
-        from medmem.engine.volume import VolumeSession
-
-        sess = VolumeSession(model, frames, policy="fifo", dtype=dt, chunk=8)
-        sess.add_prompt(0, 1, box=box)
-        t1 = time.perf_counter()
-        count = sum(1 for _ in sess.propagate("forward"))
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    t2 = time.perf_counter()
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    res = dict(impl=impl, slices=n, image_size=image_size, device=device, dtype=dtype, frames=count,
-               total_s=round(t2 - t0, 3), propagate_s=round(t2 - t1, 3),
-               slices_per_s=round(count / (t2 - t1), 3), peak_rss_mb=round(rss, 1),
-               rss_growth_mb=round(rss - base_rss / 1024.0, 1))
-    if device.startswith("cuda"):
-        res["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    return res
+def readme_table(data: dict) -> str:
+    lines = ["| setting | official slices/s | medmem slices/s | ratio (wall) | ratio (CPU time) | "
+             "max logit diff | official peak RSS | medmem peak RSS |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in data["speed"] + data["memory"]:
+        if "speedup_wall" not in r:
+            continue
+        o, m = r["official"], r["medmem"]
+        diff = f"{r['max_abs_logit_diff']:.1e}" if r["inputs"] == "official" else "(own inputs)"
+        lines.append(f"| {r['image_size']}², {r['slices']} slices | {o['slices_per_s']:.3f} | {m['slices_per_s']:.3f} | "
+                     f"{r['speedup_wall']:.2f}× | {r['speedup_cpu']:.2f}× | {diff} | "
+                     f"{o['peak_rss_mb']:.0f} MB | {m['peak_rss_mb']:.0f} MB |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", default="50,200,1000")
-    ap.add_argument("--image-size", type=int, default=256)
-    ap.add_argument("--frame-hw", default="160,160")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
-    ap.add_argument("--impls", default="official,medmem")
-    ap.add_argument("--out", default=None, help="also write the results as JSON here")
-    ap.add_argument("--parallel", action="store_true",
-                    help="run the implementations of one length at the same time (one thread each on a 2-core "
-                         "machine: both see the same machine load)")
-    ap.add_argument("--child", nargs=3, metavar=("IMPL", "N", "FRAMES_DIR"), help=argparse.SUPPRESS)
+    ap.add_argument("--sizes", default="512,1024", help="image sizes of the speed comparison")
+    ap.add_argument("--slices", default="12,8", help="slices per speed size (one value, or one per size)")
+    ap.add_argument("--memory-sizes", default="50,1000", help="volume lengths of the memory comparison (128²)")
+    ap.add_argument("--memory-image-size", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per implementation")
+    ap.add_argument("--sequential", action="store_true", help="run the two implementations one after the other")
+    ap.add_argument("--out", default=str(HERE / "results_cpu.json"))
+    ap.add_argument("--readme", action="store_true", help="print the README table of --out and exit")
+    ap.add_argument("--child", nargs=6, metavar=("IMPL", "SIZE", "FRAMES", "INPUTS", "NPY", "WEIGHTS"),
+                    help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        impl, n, d = a.child
-        print(json.dumps(child(impl, int(n), a.image_size, a.device, a.dtype, d)))
+        impl, size, d, inputs, npy, weights = a.child
+        print(json.dumps(child(impl, int(size), d, inputs, npy, weights)))
         return
-    hw = tuple(int(v) for v in a.frame_hw.split(","))
-    results = []
+    if a.readme:
+        print(readme_table(json.loads(Path(a.out).read_text())))
+        return
+    sizes = [int(s) for s in a.sizes.split(",") if s]
+    slices = [int(s) for s in a.slices.split(",")]
+    slices = slices * len(sizes) if len(slices) == 1 else slices
+    data = {"model": MODEL, "threads_per_implementation": a.threads, "parallel": not a.sequential,
+            "machine": f"{os.cpu_count()} cores", "speed": [], "memory": []}
     with tempfile.TemporaryDirectory() as tmp:
-        from PIL import Image
-
-        for n in [int(s) for s in a.sizes.split(",")]:
-            d = Path(tmp) / f"n{n}"
-            d.mkdir()
-            for i, f in enumerate(make_frames(n, hw)):
-                Image.fromarray(f).save(d / f"{i:05d}.jpg", quality=95)
-            cmds = {impl: [sys.executable, __file__, "--child", impl, str(n), str(d), "--image-size", str(a.image_size),
-                           "--device", a.device, "--dtype", a.dtype] for impl in a.impls.split(",")}
-            if a.parallel:
-                procs = {i: subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                         for i, c in cmds.items()}
-                outs = {i: (p.communicate(), p.returncode) for i, p in procs.items()}
-            else:
-                outs = {}
-                for i, c in cmds.items():
-                    r = subprocess.run(c, capture_output=True, text=True)
-                    outs[i] = ((r.stdout, r.stderr), r.returncode)
-            for impl, ((stdout, stderr), rc) in outs.items():
-                if rc != 0:
-                    res = dict(impl=impl, slices=n, error=stderr.strip().splitlines()[-1:])
-                else:
-                    res = json.loads(stdout.strip().splitlines()[-1])
-                print(json.dumps(res), flush=True)
-                results.append(res)
-    summary = {"summary": []}
-    by = {(r["impl"], r["slices"]): r for r in results if "error" not in r}
-    sizes = sorted({r["slices"] for r in results})
-    for n in sizes:
-        o, m = by.get(("official", n)), by.get(("medmem", n))
-        if o and m:
-            summary["summary"].append(dict(slices=n, speedup=round(m["slices_per_s"] / o["slices_per_s"], 2),
-                                           official_slices_per_s=o["slices_per_s"], medmem_slices_per_s=m["slices_per_s"],
-                                           official_growth_mb=o["rss_growth_mb"], medmem_growth_mb=m["rss_growth_mb"],
-                                           official_peak_mb=o["peak_rss_mb"], medmem_peak_mb=m["peak_rss_mb"]))
-    for impl in ("official", "medmem"):
-        small, big = by.get((impl, sizes[0])), by.get((impl, sizes[-1]))
-        if small and big:
-            summary[f"{impl}_peak_ratio_{sizes[-1]}_vs_{sizes[0]}"] = round(big["peak_rss_mb"] / small["peak_rss_mb"], 3)
-    print(json.dumps(summary))
-    if a.out:
-        Path(a.out).write_text(json.dumps({"results": results, **summary}, indent=2))
+        for size, n in zip(sizes, slices):
+            data["speed"].append(_run_pair(n, size, "official", Path(tmp), a.threads, not a.sequential))
+            Path(a.out).write_text(json.dumps(data, indent=2))  # kept as it grows
+        mem = [int(s) for s in a.memory_sizes.split(",") if s]
+        for n in mem:
+            data["memory"].append(_run_pair(n, a.memory_image_size, "own", Path(tmp), a.threads, not a.sequential))
+            Path(a.out).write_text(json.dumps(data, indent=2))
+    if len(mem) >= 2:
+        by = {r["slices"]: r for r in data["memory"]}
+        lo, hi = by[min(mem)], by[max(mem)]
+        for impl in ("official", "medmem"):
+            if "peak_rss_mb" in lo[impl] and "peak_rss_mb" in hi[impl]:
+                data[f"{impl}_peak_ratio_{max(mem)}_vs_{min(mem)}"] = round(
+                    hi[impl]["peak_rss_mb"] / lo[impl]["peak_rss_mb"], 3)
+    Path(a.out).write_text(json.dumps(data, indent=2))
+    print(json.dumps({k: v for k, v in data.items() if k not in ("speed", "memory")}))
+    print(readme_table(data))
 
 
 if __name__ == "__main__":
