@@ -10,7 +10,7 @@ threshold is not worth shipping. The rule:
 3. in 3D the same threshold and side are applied inside the same box on every slice and the
    26-connected component that contains step 2's pixels is kept.
 
-Boxes are (x0, y0, x1, y1) with exclusive x1, y1 (the convention of `docs/io.md`).
+Boxes are (x0, y0, x1, y1) inclusive pixel indices (the convention of `docs/io.md`).
 """
 from __future__ import annotations
 

@@ -47,7 +47,7 @@ class EditSession:
         self._labels_cache: Optional[tuple] = None
         self._snapshots: Dict[int, object] = {}   # id(step) -> engine state of step.obj before the step
 
-    SNAPSHOTS = 32  # engine-state copies kept for instant undo (about 1 MB each at 94 slices)
+    SNAPSHOTS = 32  # engine-state copies kept for instant undo (about 2 MB each for one object at 94 slices: benchmarks/results_undo_snapshot.json)
 
     # ------------------------------------------------------------------ objects
     def add_object(self, name: Optional[str] = None, color: Optional[str] = None) -> int:
