@@ -85,6 +85,7 @@ def test_segment_multi_axis_from_prompt_objects(tiny_model):
     assert len(rep["objects"][0]["runs"]) == 4
     assert rep["objects"][0]["voxels"] == int((labels == 3).sum())
     assert res.overlay().ndim == 3
+    assert not labels[:2].any() and not labels[11:].any(), "outside the box's z-range [2, 10]"
     with pytest.raises(ValueError, match="3D box"):
         segment_multi_axis(tiny_model, vol(), [ObjectPrompts(id=1, prompts=[BoxPrompt(slice=6, box=(5, 4, 19, 16))])])
     assert multi_axis.AXES == ("axial", "coronal", "sagittal")
