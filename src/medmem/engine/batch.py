@@ -235,8 +235,6 @@ def run_case(case: Case, out: Path, opts: SegmentOptions, get_model: Callable[[]
     so that a report means a complete case). Any error of the case → status failed with a one-line
     message; an error loading the model raises :class:`_Abort`.
     """
-    from ..io import write_mask
-    from ..io.overlay import write_json_atomic, write_png_atomic
     from ..io.writers import check_mask_output
 
     t0 = time.perf_counter()
@@ -258,12 +256,9 @@ def run_case(case: Case, out: Path, opts: SegmentOptions, get_model: Callable[[]
         rep = result.report
         rep["input"] = str(case.image)
         rep["output"] = str(case.mask(out))
-        rep["overlay"] = str(case.overlay(out))
         rep["batch"] = provenance(case, out, opts)
-        names = {int(o.id): o.name for o in objects if o.name}
-        write_mask(result.labels, vol, case.mask(out), labels=names or None)
-        write_png_atomic(result.overlay(), case.overlay(out))
-        write_json_atomic(rep, case.report(out))
+        result.write(vol, case.mask(out), case.overlay(out), case.report(out),
+                     {int(o.id): o.name for o in objects if o.name})
     except _Abort:
         raise
     except Exception as e:  # noqa: BLE001 -- one failed case never stops the batch

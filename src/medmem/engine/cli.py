@@ -183,8 +183,7 @@ def _segment(input_path: Path, out: Path, prompts_file, box, slice_idx, points, 
              direction, intensity, checkpoint, config, model_name, device, overlay, report, reference, quiet,
              backend: str = "torch") -> None:
     """The body of `medmem segment` (see :func:`segment_cmd`): one input here, a batch in engine/batch.py."""
-    from ..io import ImageReadError, ImageWriteError, PromptFileError, read_volume, write_mask
-    from ..io.overlay import write_json_atomic, write_png_atomic
+    from ..io import ImageReadError, ImageWriteError, PromptFileError, read_volume
     from ..io.writers import check_mask_output
     from ..memory.policies import parse_policy_options
     from .batch import BatchError, SegmentOptions, case_objects, list_cases, run_batch, run_segmentation
@@ -238,12 +237,7 @@ def _segment(input_path: Path, out: Path, prompts_file, box, slice_idx, points, 
     rep["input"] = str(case.image)
     rep["output"] = str(out)
     try:  # write everything only after the whole case succeeded; each write is atomic
-        write_mask(labels, vol, out, labels=names or None)
-        if overlay is not None:  # drawn from the same result as the mask
-            write_png_atomic(result.overlay(), overlay)
-            rep["overlay"] = str(overlay)
-        if report is not None:
-            write_json_atomic(rep, report)
+        result.write(vol, out, overlay, report, names)
     except Exception as e:  # writing failed: say so clearly
         raise click.ClickException(f"could not write outputs for {case.image}: {_one_line(e)}") from None
     if not quiet:

@@ -34,6 +34,20 @@ class Segmentation:
 
         return overlay_mosaic(self.slices, self.sliced, max_tiles=max_tiles)
 
+    def write(self, volume, mask_path, overlay_path=None, report_path=None,
+              names: Optional[Dict[int, str]] = None) -> None:
+        """Write the mask (in `volume`'s geometry), then the overlay PNG, then the report JSON — last, so
+        that a report means a complete case; each file atomically."""
+        from ..io import write_mask
+        from ..io.overlay import write_json_atomic, write_png_atomic
+
+        write_mask(self.labels, volume, mask_path, labels=names or None)
+        if overlay_path is not None:  # drawn from the same result as the mask
+            write_png_atomic(self.overlay(), overlay_path)
+            self.report["overlay"] = str(overlay_path)
+        if report_path is not None:
+            write_json_atomic(self.report, report_path)
+
     def confidence(self, obj_id: int) -> List[dict]:
         """Per-slice confidence rows of one object (predicted IoU, object score, review flag)."""
         for o in self.report["objects"]:

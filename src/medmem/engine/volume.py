@@ -236,7 +236,7 @@ class VolumeSession:
                                run_mem_encoder=False, **self._fast(obj))
         entry = self._entry(s, out, is_cond=True)
         obj.pending[s] = entry
-        obj.results[s] = self._result(out, prompted=True)
+        obj.results[s] = SliceResult.from_step(out, prompted=True)
         obj.policy.remove_conditioning(s)
         lo, hi = self._cond_neighbours(obj, s)
         obj.dirty = self._union(obj.dirty, (lo, hi))
@@ -278,10 +278,6 @@ class VolumeSession:
     def _entry(self, s, out, is_cond=False) -> FrameMemory:
         return FrameMemory.from_step(s, out, (out.maskmem_features, out.maskmem_pos), is_cond=is_cond,
                                      storage_dtype=self.storage_dtype)
-
-    @staticmethod
-    def _result(out, prompted=False) -> SliceResult:
-        return SliceResult.from_step(out, prompted)
 
     def _select(self, obj: _Object, s: int, reverse: bool, feats):
         key = feature_key(feats.vision_feats, obj.policy.key_grid)[0] if obj.policy.needs_key else None
@@ -442,7 +438,7 @@ class VolumeSession:
                 out.heads.low_res_masks = torch.full_like(out.heads.low_res_masks, NO_OBJ_SCORE)
                 out.heads.object_score_logits = torch.full_like(out.heads.object_score_logits, -10.0)
         entry = self._entry(s, out)
-        res = self._result(out)
+        res = SliceResult.from_step(out)
         if obj.policy.needs_key:  # stored key: the memory-conditioned features (as SAMed-2 / MedSAM-2 store)
             cond_feats = out.pix_feat_with_mem if out.pix_feat_with_mem is not None else feats.vision_feats
             obj.policy.add(entry, feature_key(cond_feats, obj.policy.key_grid)[0])
