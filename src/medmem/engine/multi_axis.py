@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..model import SAM2Model
+from .prompts import keep_within_slices
 from .volume import VolumeSession
 
 AXES = ("axial", "coronal", "sagittal")
@@ -190,11 +191,7 @@ def segment_multi_axis(model: SAM2Model, volume, objects: Sequence, *, axes: Seq
         res = propagate_multi_axis(model, volume, ranges, mid=mid, axes=axes, fuse=fuse, policy=policy,
                                    policy_options=policy_options, **session_kwargs)
         lo, hi = ranges[a]  # as in segment_volume: the object lies within its 3D box's slice range
-        outside = np.ones(arr.shape[a], bool)
-        outside[lo: hi + 1] = False
-        fused = res.fused.copy()
-        fused[(slice(None),) * a + (outside,)] = 0.0
-        res.fused = fused
+        res.fused = keep_within_slices(res.fused.copy(), lo, hi, axis=a)
         win = (res.fused > 0.5) & (res.fused > best)
         labels[win] = int(o.id)
         best = np.maximum(best, res.fused)

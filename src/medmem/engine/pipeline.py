@@ -8,6 +8,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from ..model import SAM2Model
+from .prompts import keep_within_slices
 from .volume import VolumeSession
 
 
@@ -96,11 +97,7 @@ def segment_volume(model: SAM2Model, volume, objects: Sequence, *, policy: str =
         pass
     labels = session.label_map()
     for oid, (z0, z1) in z_limits.items():  # CVPR 2025 protocol: the object lies within its z-range
-        outside = np.ones(session.num_slices, bool)
-        outside[max(z0, 0): z1 + 1] = False
-        part = labels[outside]
-        part[part == oid] = 0
-        labels[outside] = part
+        keep_within_slices(labels, z0, z1, label=oid)
     elapsed = time.perf_counter() - t0
     label_vol = session.view.to_volume(labels) if session.view is not None else labels
     sizes = object_volumes(label_vol, getattr(volume, "spacing", (1.0, 1.0, 1.0)), [o.id for o in objects])

@@ -67,3 +67,21 @@ def prompt_to_inputs(p: SlicePrompt, slice_hw: Tuple[int, int], size: int, mode:
     c = coords_to_model(np.concatenate(coords), slice_hw, size, mode)
     return (torch.as_tensor(c, dtype=torch.float32, device=device)[None],
             torch.as_tensor(np.concatenate(labs), dtype=torch.int32, device=device)[None]), None
+
+
+def keep_within_slices(arr: np.ndarray, lo: int, hi: int, axis: int = 0, label: Optional[int] = None) -> np.ndarray:
+    """`arr` with everything outside slices lo..hi (inclusive) along `axis` cleared, in place and returned.
+
+    The rule of a 3D box prompt (z-range + box): its object lies within the box's slice range.
+    With `label`, only voxels equal to it are cleared (a label map with other objects); else all (a
+    probability map of one object)."""
+    outside = np.ones(arr.shape[axis], bool)
+    outside[max(int(lo), 0): int(hi) + 1] = False
+    index = (slice(None),) * axis + (outside,)
+    if label is None:
+        arr[index] = 0
+    else:
+        part = arr[index]
+        part[part == label] = 0
+        arr[index] = part
+    return arr

@@ -69,6 +69,7 @@ def run_case(model, image: np.ndarray, gts: np.ndarray, spacing: Sequence[float]
     Returns {"steps": [{"step", "dsc", "nsd", "nsd_raw", "seconds", "clicks", "classes"}], "dsc_auc",
     "nsd_auc", "dsc_final", "nsd_final", "seconds", "seconds_per_class", "over_time_limit", "num_classes"}.
     """
+    from ..engine.prompts import keep_within_slices
     from ..engine.volume import VolumeSession
 
     gts = np.asarray(gts)
@@ -87,11 +88,7 @@ def run_case(model, image: np.ndarray, gts: np.ndarray, spacing: Sequence[float]
             pass
         lm = sess.label_map(classes)
         for c in classes:  # each object lies within its box's z-range
-            outside = np.ones(lm.shape[0], bool)
-            outside[b3[c].z_min: b3[c].z_max + 1] = False
-            part = lm[outside]
-            part[part == c] = 0
-            lm[outside] = part
+            keep_within_slices(lm, b3[c].z_min, b3[c].z_max, label=c)
         return lm
 
     steps: List[dict] = []
