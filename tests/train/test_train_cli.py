@@ -20,7 +20,7 @@ def test_train_command_registered_with_options():
     assert r.exit_code == 0
     for opt in ("--data", "--config", "--init", "--steps", "--batch-size", "--clip-len", "--lr", "--warmup",
                 "--freeze", "--layer-decay", "--accum", "--amp", "--memory", "--val-every", "--resume", "--seed",
-                "--device", "--schedule", "--tasks", "--noisy-labels", "--adapter-frames"):
+                "--device", "--schedule", "--tasks", "--noisy-labels", "--adapter-frames", "--full-clip-prob"):
         assert opt in r.output
 
 
@@ -48,6 +48,8 @@ def test_train_cli_errors(tmp_path):
     assert r.exit_code != 0 and "--data is required" in r.output
     r = CliRunner().invoke(main, ["train", "--data", str(tmp_path), "--freeze", "trunk", "--out", str(tmp_path)])
     assert r.exit_code != 0 and "unknown freeze group" in r.output
+    r = CliRunner().invoke(main, ["train", "--data", str(tmp_path), "--full-clip-prob", "1.5", "--out", str(tmp_path)])
+    assert r.exit_code != 0 and "full_clip_prob must be a probability" in r.output
 
 
 def test_train_cli_two_data_sources(manifest, tmp_path):

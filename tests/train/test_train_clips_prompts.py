@@ -38,6 +38,16 @@ def test_sample_clip_windows():
     assert sample_clip(prepare_case(case_2d(0), 32), 1, 8, rng) == [0]
 
 
+def test_sample_clip_may_run_past_the_object():
+    """full_prob < 1: some clips leave the object (the object-score head's absent frames); the first frame
+    always contains it."""
+    pc = _vol()
+    rng = np.random.default_rng(0)
+    clips = [sample_clip(pc, 1, 4, rng, full_prob=0.0) for _ in range(200)]
+    assert all(2 <= fr[0] <= 7 for fr in clips)
+    assert any(not all(2 <= z <= 7 for z in fr) for fr in clips)
+
+
 def test_sharded_sampler_disjoint_and_complete():
     n, world = 10, 3
     samplers = [ShardedSampler(n, world, r, seed=5) for r in range(world)]

@@ -43,6 +43,9 @@ def _csv(value: Optional[str]) -> Optional[tuple]:
 @click.option("--bank-capacity", type=int, help="confidence bank entries [640]")
 @click.option("--bank-k", type=int, help="bank entries retrieved per frame [4]")
 @click.option("--bank-threshold", type=float, help="minimum confidence to enter the bank [0.5]")
+@click.option("--full-clip-prob", type=float,
+              help="probability of a clip whose every slice contains the object; below 1, clips may run past the "
+              "object's end, so the object-score head sees absent slices [1.0]")
 @click.option("--correction-iters", type=int, help="corrective clicks per corrected frame [3]")
 @click.option("--tasks", help="comma list of tasks (the task order for --schedule continual)")
 @click.option("--schedule", type=click.Choice(["standard", "continual"]), help="[standard]")

@@ -109,6 +109,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1")
         if not 0.0 <= self.label_noise <= 1.0:
             raise ValueError("label_noise must be a fraction in [0, 1]")
+        if not 0.0 <= self.full_clip_prob <= 1.0:
+            raise ValueError("full_clip_prob must be a probability in [0, 1]")
         if self.warmup < 0 or self.correction_iters < 0 or self.max_cond_frames < 1:
             raise ValueError("warmup and correction_iters must be >= 0, max_cond_frames >= 1")
         from .schedule import FREEZE_GROUPS
