@@ -1,4 +1,5 @@
-"""PyTorch fp32 vs onnxruntime fp32 vs onnxruntime dynamic int8, side by side in one run, on the CPU.
+"""PyTorch fp32 vs PyTorch bf16 autocast vs onnxruntime fp32 vs onnxruntime dynamic int8, side by side in one run,
+on the CPU.
 
 Cases: the bundled MNI152 T1 with the README's prompt (box 14,14,85,104 on axial slice 37, scored against
 the bundled brain mask), and a few synthetic MedBank-mini 3D test volumes (box around label 1 on its
@@ -9,7 +10,8 @@ Writes seconds per slice, ratios to PyTorch, Dice against the reference and agai
     python benchmarks/onnx_backend.py                       # 2 threads, writes benchmarks/results_onnx_cpu.json
     python benchmarks/onnx_backend.py --threads 1 --repeats 2 --synthetic mri_brain,ct_kidney
 
-On a shared machine absolute seconds drift; the ratios within one run are what to read.
+On a shared machine absolute seconds drift; the ratios within one run are what to read. bf16 is fast only on a
+CPU with native bf16 (torch's CPU capability AVX512 with BF16, or AMX); the capability is recorded.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-BACKENDS = ("torch", "onnxruntime", "onnxruntime-int8")
+BACKENDS = ("torch", "torch-bf16", "onnxruntime", "onnxruntime-int8")
 
 
 def _dice(a, b) -> float:
@@ -44,8 +46,8 @@ def _cases(synthetic, size: int):
     ref = read_volume(sample_path("mni152_brain_mask")).array > 0
     objects = parse_cli_prompts(vol, "axial", "14,14,85,104", 37, [])
 
-    def mni(model):
-        labels = segment_volume(model, vol, objects, policy="fifo", axis="axial").labels
+    def mni(model, dtype):
+        labels = segment_volume(model, vol, objects, policy="fifo", axis="axial", dtype=dtype).labels
         return labels == 1, vol.array.shape[0]
 
     out = [("mni152_t1", mni, ref)]
@@ -55,8 +57,8 @@ def _cases(synthetic, size: int):
         s = largest_slice(gt)
         box = list(mask_to_box(gt[s]))
 
-        def synth(model, image=image, s=s, box=box):
-            pred, _, _ = propagate_from_box(model, image, s, box)
+        def synth(model, dtype, image=image, s=s, box=box):
+            pred, _, _ = propagate_from_box(model, image, s, box, session_kwargs={"dtype": dtype})
             return pred, image.shape[0]
 
         out.append((f"synthetic:{task}", synth, gt))
@@ -87,7 +89,8 @@ def main() -> None:
     export_onnx(model, folder, precisions=("fp32",))
     export_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    models = {"torch": model, "onnxruntime": as_backend(model, "onnxruntime", onnx_dir=folder)}
+    models = {"torch": model, "torch-bf16": model, "onnxruntime": as_backend(model, "onnxruntime", onnx_dir=folder)}
+    dtypes = {b: (torch.bfloat16 if b == "torch-bf16" else None) for b in BACKENDS}
     models["onnxruntime-int8"] = as_backend(model, "onnxruntime-int8", onnx_dir=folder)
     quant_s = time.perf_counter() - t0
     with torch.inference_mode():  # first calls allocate: keep them off the clock
@@ -102,7 +105,7 @@ def main() -> None:
         for _ in range(args.repeats):
             for b in BACKENDS:  # interleaved, so drift in machine load hits all three alike
                 t0 = time.perf_counter()
-                pred, n = run(models[b])
+                pred, n = run(models[b], dtypes[b])
                 secs = time.perf_counter() - t0
                 if b not in best or secs < best[b]:
                     best[b] = secs
@@ -128,7 +131,9 @@ def main() -> None:
                       "max_dice_drop_vs_torch_fp32": round(max(r["torch"]["dice_vs_reference"] - r[b]["dice_vs_reference"]
                                                                for r in rows), 4)}
     result = {
-        "what": "torch fp32 vs onnxruntime fp32 vs onnxruntime dynamic int8 (CPU EP), same engine, one run",
+        "what": "torch fp32 vs torch bf16 autocast vs onnxruntime fp32 vs onnxruntime dynamic int8 (CPU EP), "
+                "same engine, one run",
+        "torch_cpu_capability": str(torch.backends.cpu.get_cpu_capability()),
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "model": model.cfg.name, "weights_sha256": weights_hash(model), "threads": args.threads,
         "repeats": args.repeats, "export_seconds": round(export_s, 1), "int8_quantise_and_load_seconds": round(quant_s, 1),

@@ -19,6 +19,7 @@ The data (test split of each): runs/lite3d as scripts/train_lite_model.sh makes 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -68,10 +69,23 @@ def _mean(rows: dict, key: str) -> float:
     return round(float(np.mean([r[key] for r in rows.values()])), 4) if rows else float("nan")
 
 
+def _overrides(cfg, opts: str) -> dict:
+    """"key=value,key=value" → config field overrides, typed as the field's current value."""
+    out = {}
+    for kv in filter(None, opts.split(",")):
+        k, v = kv.split("=", 1)
+        if not hasattr(cfg, k):
+            raise SystemExit(f"{cfg.name} has no setting {k!r}")
+        cur = getattr(cfg, k)
+        out[k] = (v.lower() in ("1", "true", "yes")) if isinstance(cur, bool) else type(cur)(v)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", action="append", required=True,
-                    help="NAME=CHECKPOINT or NAME=pretrained:MODEL (repeatable)")
+                    help="NAME=CHECKPOINT or NAME=pretrained:MODEL, optionally @key=value,... config settings "
+                         "at inference (repeatable)")
     ap.add_argument("--data3d", default=None)
     ap.add_argument("--data2d", default=None)
     ap.add_argument("--every-slice", action="store_true")
@@ -82,14 +96,20 @@ def main() -> None:
     res = {"command": "python " + " ".join(sys.argv), "threads": torch.get_num_threads()}
     for spec in a.model:
         name, path = spec.split("=", 1)
+        path, _, opts = path.partition("@")
         torch.manual_seed(0)
         if path.startswith("pretrained:"):
             model = medmem.build_model(path.split(":", 1)[1], pretrained=True, device="cpu")
         else:
             model = medmem.build_model(checkpoint=path, device="cpu")
+        overrides = _overrides(model.cfg, opts)
+        if overrides:  # inference-time settings of the config (e.g. propagation_box_margin, stop_after_absent)
+            model.cfg = dataclasses.replace(model.cfg, **overrides)
         t0 = time.perf_counter()
-        res[name] = dict(checkpoint=path, config=model.cfg.name, **run_model(model, a),
+        res[name] = dict(checkpoint=path, config=model.cfg.name, overrides=overrides, **run_model(model, a),
                          seconds_total=round(time.perf_counter() - t0, 1))
+        if a.out:  # kept as it grows
+            Path(a.out).write_text(json.dumps(res, indent=2))
     if a.out:
         Path(a.out).write_text(json.dumps(res, indent=2))
 

@@ -215,3 +215,23 @@ def test_axes_fuse_orientations_from_a_3d_box(tmp_path, weights):
                                     str(out), "--overlay", str(tmp_path / "ov.png"), "--quiet"])
     assert res.exit_code == 0, res.output
     assert sitk.ReadImage(str(out)).GetSize() == (48, 40, 10) and (tmp_path / "ov.png").exists()
+
+
+def test_segment_precision_option(tmp_path, weights):
+    """--precision bf16 runs the PyTorch backend under bf16 autocast and says so in the report; fp32 is the
+    CPU's auto; bf16 with an onnxruntime backend is refused in one line, before any output."""
+    _ct(tmp_path / "ct.nii.gz")
+    base = ["segment", str(tmp_path / "ct.nii.gz"), "--box", "12,10,40,30", "--slice", "5", "--axis", "0",
+            "--checkpoint", str(weights), "--device", "cpu", "--quiet"]
+    masks = {}
+    for p in ("auto", "bf16"):
+        out, rep = tmp_path / f"{p}.nii.gz", tmp_path / f"{p}.json"
+        res = CliRunner().invoke(main, base + ["--out", str(out), "--report", str(rep), "--precision", p])
+        assert res.exit_code == 0, res.output
+        assert json.loads(rep.read_text())["precision"] == ("fp32" if p == "auto" else "bf16")
+        masks[p] = sitk.GetArrayFromImage(sitk.ReadImage(str(out)))
+    assert masks["auto"].shape == masks["bf16"].shape
+    res = CliRunner().invoke(main, base + ["--out", str(tmp_path / "x.nii.gz"), "--precision", "bf16",
+                                           "--backend", "onnxruntime"])
+    assert res.exit_code != 0 and "--precision bf16 applies to the PyTorch backend" in res.output
+    assert not (tmp_path / "x.nii.gz").exists()

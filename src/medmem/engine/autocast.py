@@ -16,6 +16,17 @@ def resolve_dtype(device: torch.device, dtype: Optional[torch.dtype]) -> Optiona
     return None
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def precision_dtype(precision: str) -> Optional[torch.dtype]:
+    """A precision name → the autocast dtype to ask for: "auto" None (bf16 on CUDA, fp32 elsewhere),
+    "fp32" float32, "bf16" bfloat16 (on the CPU as well: fast only where the CPU has native bf16)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    return {"auto": None, "fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+
+
 def autocast(device: torch.device, dtype: Optional[torch.dtype] = None):
     """`torch.autocast` for `device.type` with `resolve_dtype`; a no-op context for fp32."""
     dt = resolve_dtype(device, dtype)

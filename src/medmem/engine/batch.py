@@ -141,6 +141,7 @@ class SegmentOptions:
     config: Optional[str] = None
     model_name: Optional[str] = None
     backend: str = "torch"
+    precision: str = "auto"                  # auto | fp32 | bf16 (autocast; `engine.autocast.precision_dtype`)
 
     def prompt_file(self, case: Case) -> Optional[Path]:
         """The prompt file of a case: its own (manifest), else --prompts (a folder: NAME.json in it)."""
@@ -156,7 +157,8 @@ class SegmentOptions:
                 "policy_opts": list(self.policy_opts), "axis": None if self.axis is None else str(self.axis),
                 "axes": self.axes, "direction": self.direction, "intensity": self.intensity,
                 "checkpoint": fingerprint(Path(self.checkpoint)) if self.checkpoint else None,
-                "config": self.config, "model": self.model_name, "backend": self.backend}
+                "config": self.config, "model": self.model_name, "backend": self.backend,
+                "precision": self.precision}
 
 
 def case_objects(vol, case: Case, opts: SegmentOptions) -> list:
@@ -172,15 +174,19 @@ def case_objects(vol, case: Case, opts: SegmentOptions) -> list:
 
 def run_segmentation(model, vol, objects: list, opts: SegmentOptions, progress: bool):
     """`segment_volume`, or `segment_multi_axis` with --axes: the one Segmentation of a case."""
+    from .autocast import precision_dtype
+
+    dtype = precision_dtype(opts.precision)
     if opts.axes:
         from .multi_axis import segment_multi_axis
 
         return segment_multi_axis(model, vol, objects, axes=opts.axes, policy=opts.policy,
-                                  policy_options=opts.policy_kwargs, intensity=opts.intensity)
+                                  policy_options=opts.policy_kwargs, intensity=opts.intensity, dtype=dtype)
     from .pipeline import segment_volume
 
     return segment_volume(model, vol, objects, policy=opts.policy, axis=opts.axis, direction=opts.direction,
-                          progress=progress, intensity=opts.intensity, policy_kwargs=opts.policy_kwargs)
+                          progress=progress, intensity=opts.intensity, policy_kwargs=opts.policy_kwargs,
+                          dtype=dtype)
 
 
 def provenance(case: Case, out: Path, opts: SegmentOptions) -> Dict[str, Any]:

@@ -153,6 +153,9 @@ def _resolve_input(value: str) -> Path:
 @click.option("--backend", default="torch", type=click.Choice(["torch", "onnxruntime", "onnxruntime-int8"]),
               help="run the network in PyTorch, or as ONNX graphs in onnxruntime on the CPU (fp32, or dynamic int8; "
                    "needs medmem[onnx]; docs/export.md) [torch]")
+@click.option("--precision", default="auto", type=click.Choice(["auto", "fp32", "bf16"]),
+              help="autocast precision of the PyTorch backend: auto = bf16 on CUDA, fp32 elsewhere; bf16 on the CPU "
+                   "is fast only where the CPU has native bf16 (AVX512-BF16/AMX; docs/speed.md) [auto]")
 @click.option("--overlay", type=click.Path(path_type=Path), help="PNG mosaic of slices with contours")
 @click.option("--report", type=click.Path(path_type=Path), help="JSON report with per-slice confidence")
 @click.option("--reference", "reference", callback=lambda ctx, param, v: None if v is None else _resolve_input(v),
@@ -161,7 +164,7 @@ def _resolve_input(value: str) -> Path:
 @click.option("--quiet", is_flag=True)
 def segment_cmd(input_path: Path, out: Path, prompts_file, box, slice_idx, points, policy, policy_opts, axis, axes,
                 direction, intensity, checkpoint, config, model_name, device, overlay, report, reference, quiet,
-                backend="torch"):
+                backend="torch", precision="auto"):
     """Segment a volume (NIfTI, NRRD, MHA, MGZ, DICOM folder, video, image) from prompts on any slice.
 
     Outputs are checked before any work starts; every file is written atomically, and only after the
@@ -174,14 +177,15 @@ def segment_cmd(input_path: Path, out: Path, prompts_file, box, slice_idx, point
     restore = exit_on_sigterm()
     try:
         _segment(input_path, out, prompts_file, box, slice_idx, points, policy, policy_opts, axis, axes, direction,
-                 intensity, checkpoint, config, model_name, device, overlay, report, reference, quiet, backend=backend)
+                 intensity, checkpoint, config, model_name, device, overlay, report, reference, quiet, backend=backend,
+                 precision=precision)
     finally:
         restore()
 
 
 def _segment(input_path: Path, out: Path, prompts_file, box, slice_idx, points, policy, policy_opts, axis, axes,
              direction, intensity, checkpoint, config, model_name, device, overlay, report, reference, quiet,
-             backend: str = "torch") -> None:
+             backend: str = "torch", precision: str = "auto") -> None:
     """The body of `medmem segment` (see :func:`segment_cmd`): one input here, a batch in engine/batch.py."""
     from ..io import ImageReadError, ImageWriteError, PromptFileError, read_volume
     from ..io.writers import check_mask_output
@@ -195,6 +199,9 @@ def _segment(input_path: Path, out: Path, prompts_file, box, slice_idx, points, 
     except ValueError as e:
         raise _fail(e) from None
     axes_list = [a.strip() for a in axes.split(",") if a.strip()] if axes else None
+    if precision == "bf16" and backend != "torch":
+        raise click.ClickException(f"--precision bf16 applies to the PyTorch backend; --backend {backend} has its own "
+                                   "precision (onnxruntime: fp32, onnxruntime-int8: int8)")
     try:
         cases, batch = list_cases(input_path)
     except BatchError as e:
@@ -211,7 +218,7 @@ def _segment(input_path: Path, out: Path, prompts_file, box, slice_idx, points, 
     opts = SegmentOptions(prompts_file=prompts_file, box=box, slice_idx=slice_idx, points=tuple(points),
                           policy=policy, policy_opts=tuple(policy_opts), policy_kwargs=policy_kwargs, axis=axis,
                           axes=axes_list, direction=direction, intensity=intensity, checkpoint=checkpoint,
-                          config=config, model_name=model_name, backend=backend)
+                          config=config, model_name=model_name, backend=backend, precision=precision)
     if batch:
         if (box or points) and prompts_file is None and os.environ.get("RANK", "0") == "0":
             click.echo("note: the same --box/--point prompts are used for every case", err=True)

@@ -67,9 +67,20 @@ def object_volumes(labels: np.ndarray, spacing, ids: Sequence[int]) -> Dict[int,
     return out
 
 
+def _precision_name(session: VolumeSession) -> str:
+    """The precision the session's network ran in: the backend's, or the autocast dtype's."""
+    from .autocast import resolve_dtype
+
+    backend = getattr(session.model, "backend", "torch")
+    if backend != "torch":
+        return backend
+    dt = resolve_dtype(session.model.device, session.dtype)
+    return "fp32" if dt is None else str(dt).replace("torch.", "").replace("bfloat16", "bf16").replace("float16", "fp16")
+
+
 def segment_volume(model: SAM2Model, volume, objects: Sequence, *, policy: str = "fifo", axis=None,
                    direction: str = "both", policy_kwargs: Optional[dict] = None, progress: bool = False,
-                   intensity="auto", review_iou: float = 0.5) -> Segmentation:
+                   intensity="auto", review_iou: float = 0.5, dtype=None) -> Segmentation:
     """Segment `volume` (a medmem.io.Volume) from `objects` (medmem.io.ObjectPrompts) → `Segmentation`.
 
     A 3D box prompt (z-range + box on one slice) limits its object to the z-range, in the labels,
@@ -84,7 +95,7 @@ def segment_volume(model: SAM2Model, volume, objects: Sequence, *, policy: str =
         axis = next(iter(axes))
     t0 = time.perf_counter()
     session = VolumeSession(model, volume, policy, axis=axis, policy_kwargs=policy_kwargs, progress=progress,
-                            intensity=intensity)
+                            intensity=intensity, dtype=dtype)
     z_limits = {}
     for o in objects:
         if not o.prompts:
@@ -106,6 +117,7 @@ def segment_volume(model: SAM2Model, volume, objects: Sequence, *, policy: str =
         "policy": policy,
         "axis": str(axis),
         "direction": direction,
+        "precision": _precision_name(session),
         "num_slices": session.num_slices,
         "slice_shape": list(session.slice_hw),
         "seconds": round(elapsed, 3),
