@@ -22,4 +22,4 @@ OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} "$MM" train --data runs/lite3d/manifest.js
 "$PY" -c "
 from medmem.checkpoint import read_state_dict
 from medmem.pretrained import write_trained_parts
-write_trained_parts(read_state_dict("runs/lite/model.safetensors")[0], "medmem_lite_mem_256", 'src/medmem/assets/medmem_lite_mem_256.safetensors')"
+write_trained_parts(read_state_dict('runs/lite/model.safetensors')[0], 'medmem_lite_mem_256', 'src/medmem/assets/medmem_lite_mem_256.safetensors')"
