@@ -159,11 +159,9 @@ def _run_pair(n: int, size: int, inputs: str, tmp: Path, threads: int, parallel:
               fast_paths=(), bf16_slices: int = 0) -> dict:
     """Official vs medmem (torch fp32), plus medmem's fast paths, on one setting; all at the same time
     (`parallel`) or one after the other."""
-    from official_pair import make_frames, write_frames
-
     import torch
 
-    from official_pair import build_official
+    from official_pair import build_official, make_frames, write_frames
 
     d = write_frames(make_frames(n), tmp / f"n{n}_s{size}")
     weights = tmp / f"weights_{size}.pt"

@@ -27,6 +27,12 @@ def precision_dtype(precision: str) -> Optional[torch.dtype]:
     return {"auto": None, "fp32": torch.float32, "bf16": torch.bfloat16}[precision]
 
 
+def precision_name(device: torch.device, dtype: Optional[torch.dtype]) -> str:
+    """The precision a network on `device` asked for `dtype` runs in: "fp32", "bf16" or "fp16"."""
+    dt = resolve_dtype(device, dtype)
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dt, str(dt))
+
+
 def autocast(device: torch.device, dtype: Optional[torch.dtype] = None):
     """`torch.autocast` for `device.type` with `resolve_dtype`; a no-op context for fp32."""
     dt = resolve_dtype(device, dtype)

@@ -68,14 +68,11 @@ def object_volumes(labels: np.ndarray, spacing, ids: Sequence[int]) -> Dict[int,
 
 
 def _precision_name(session: VolumeSession) -> str:
-    """The precision the session's network ran in: the backend's, or the autocast dtype's."""
-    from .autocast import resolve_dtype
+    """The precision the session's network ran in: the onnxruntime backend's name, or the autocast dtype's."""
+    from .autocast import precision_name
 
-    backend = getattr(session.model, "backend", "torch")
-    if backend != "torch":
-        return backend
-    dt = resolve_dtype(session.model.device, session.dtype)
-    return "fp32" if dt is None else str(dt).replace("torch.", "").replace("bfloat16", "bf16").replace("float16", "fp16")
+    backend = getattr(session.model, "backend", "torch")  # an OnnxSAM2 names its backend; a SAM2Model has none
+    return backend if backend != "torch" else precision_name(session.model.device, session.dtype)
 
 
 def segment_volume(model: SAM2Model, volume, objects: Sequence, *, policy: str = "fifo", axis=None,

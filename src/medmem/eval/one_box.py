@@ -106,4 +106,3 @@ def evaluate_manifest(model, manifest: str, max_per_task: int = 4, split: str = 
                     baseline_dice=round(float(np.mean(per_task_base[t])), 4)) for t, v in sorted(per_task.items())}
     return {"tasks": rows, "mean_dice": round(float(np.mean([r["dice"] for r in rows.values()])), 4),
             "mean_baseline_dice": round(float(np.mean([r["baseline_dice"] for r in rows.values()])), 4)}
-
