@@ -28,8 +28,9 @@ BACKENDS = ("torch", "torch-bf16", "onnxruntime", "onnxruntime-int8")
 
 
 def _dice(a, b) -> float:
-    s = int(a.sum()) + int(b.sum())
-    return 1.0 if s == 0 else round(2.0 * float((a & b).sum()) / s, 4)
+    from medmem.eval.metrics import dice
+
+    return round(dice(a, b), 4)
 
 
 def _cases(synthetic, size: int):

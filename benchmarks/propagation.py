@@ -147,12 +147,13 @@ def _compare(a: np.ndarray, b: np.ndarray) -> dict:
     """Outputs of two runs (logits (N, H, W) at frame resolution; b may cover only the first frames)."""
     if b.ndim != 3 or a.ndim != 3 or a.shape[1:] != b.shape[1:] or len(b) > len(a):
         return {}
+    from medmem.eval.metrics import dice
+
     a = a[:len(b)]
     ma, mb = a > 0, b > 0
-    s = int(ma.sum()) + int(mb.sum())
     return dict(frames_compared=int(len(b)), max_abs_logit_diff=float(np.abs(a - b).max()),
                 mask_pixels_differing=float((ma != mb).mean()), mask_pixels_official=int(ma.sum()),
-                dice_vs_official=round(1.0 if s == 0 else 2.0 * float((ma & mb).sum()) / s, 5))
+                dice_vs_official=round(dice(mb, ma), 5))
 
 
 def _run_pair(n: int, size: int, inputs: str, tmp: Path, threads: int, parallel: bool,
