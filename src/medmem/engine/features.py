@@ -55,6 +55,7 @@ class FeatureCache:
         self.max_cached = max(max_cached or 2 * self.chunk, self.chunk)
         self._cache: "OrderedDict[int, ImageFeatures]" = OrderedDict()
         self.encoded = 0  # slices whose features were computed so far (for tests / benchmarks)
+        self.encoded_regions = 0  # regions of slices encoded on their own (region tracking, engine/region.py)
 
     def __len__(self) -> int:
         return len(self._cache)

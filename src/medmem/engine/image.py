@@ -18,6 +18,7 @@ from ..preprocess import Intensity, ResizeMode, coords_to_model, prepare_slice, 
 from ..io.prompts import check_box, check_points
 from ..model import ImageFeatures, SAM2Model
 from .autocast import autocast
+from .window import clip_to_window, prompt_windows
 
 ArrayLike = Union[np.ndarray, torch.Tensor, list, tuple]
 
@@ -189,6 +190,9 @@ class ImagePredictor:
             dec = m.sam_mask_decoder(self._embed, m.sam_prompt_encoder.dense_pe(), sparse, dense, multimask_output,
                                      repeat_image=b > 1, high_res_features=self._features.high_res)
         low = dec.masks.float()
+        windows = prompt_windows(point_inputs, m.cfg.mask_window, m.image_size)
+        if windows is not None:  # each box's masks stay inside it (engine/window.py)
+            low = torch.stack([clip_to_window(low[i], w, m.image_size) for i, w in enumerate(windows)])
         full = to_source(low, self._orig_hw, self.resize_mode, m.image_size)
         low = torch.clamp(low, -32.0, 32.0)
         out = full if return_logits else full > self.mask_threshold

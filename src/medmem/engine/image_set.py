@@ -31,6 +31,7 @@ from .autocast import autocast
 from .features import encode_single
 from .image import validate_image
 from .prompts import check_prompt, prompt_to_inputs
+from .window import clip_heads, prompt_windows
 from .volume import SliceResult
 
 _SET_POLICIES = ("self_sorting", "confidence")
@@ -109,6 +110,8 @@ class ImageSetSession:
         pi, mi = prompt_to_inputs(p, hw, m.image_size, self.resize_mode, m.device)
         with autocast(m.device, self.dtype):
             out = m.track_step(feats, is_init_cond_frame=True, point_inputs=pi, mask_inputs=mi, run_mem_encoder=False)
+            for window in prompt_windows(pi, m.cfg.mask_window, m.image_size) or ():
+                clip_heads(out.heads, window, m.image_size)  # the mask stays inside the prompt box
             mf, mp = m.encode_prompted_memory(feats, out.pred_masks, out.object_score_logits)
         entry = FrameMemory.from_step(idx, out, (mf, mp), is_cond=True, storage_dtype=self.storage_dtype)
         policy.remove_conditioning(idx)

@@ -24,6 +24,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..preprocess import Intensity, ResizeMode, to_source
 from ..memory.entry import FrameMemory
@@ -36,6 +37,8 @@ from .features import FeatureCache
 from .frames import FrameSource, TensorFrameSource
 from .presence import looks_present, prototypes
 from .prompts import SlicePrompt, check_prompt, prompt_to_inputs
+from .region import Region, box_inputs, region_around
+from .window import clip_heads, clip_to_window, grow_box, mask_box, prompt_windows
 
 
 @dataclass
@@ -127,6 +130,8 @@ class VolumeSession:
         self.num_slices = frames.num_slices
         self.slice_hw = frames.slice_hw
         self.resize_mode = frames.resize_mode
+        if model.cfg.region_size > 0 and not model.has_memory:
+            chunk = 1  # region tracking: only prompted slices are encoded whole (engine/region.py)
         self.features = FeatureCache(model, frames, chunk, dtype=dtype)
         self.dtype, self.storage_dtype = dtype, storage_dtype
         opts = dict(policy_kwargs or {})
@@ -234,6 +239,8 @@ class VolumeSession:
             out = m.track_step(feats, is_init_cond_frame=is_init, memories=mems, obj_ptrs=ptrs, ptr_tpos_max=tmax,
                                point_inputs=point_inputs, mask_inputs=mask_inputs, prev_mask_logits=prev,
                                run_mem_encoder=False, **self._fast(obj))
+            for window in prompt_windows(point_inputs, m.cfg.mask_window, m.image_size) or ():
+                clip_heads(out.heads, window, m.image_size)  # the mask stays inside the prompt box
         entry = self._entry(s, out, is_cond=True)
         obj.pending[s] = entry
         obj.results[s] = SliceResult.from_step(out, prompted=True)
@@ -295,8 +302,23 @@ class VolumeSession:
             e.maskmem_features, e.maskmem_pos = (None if mf is None else mf.to(self.storage_dtype)), mp
             obj.policy.add_conditioning(e)
             if m.cfg.prototype_presence:  # what the object and its surroundings look like, for presence checks
-                obj.prototypes = prototypes(feats.vision_feats, e.pred_masks) or obj.prototypes
+                obj.prototypes = self._prototypes(s, feats, e.pred_masks) or obj.prototypes
         obj.pending.clear()
+
+    def _prototypes(self, s: int, feats, low_res: torch.Tensor):
+        """Object and surroundings prototypes of a prompted slice; with region tracking, from the region that
+        tracking would encode around its mask (the same scale as the regions they are compared with)."""
+        m = self.model
+        box = mask_box(low_res[0, 0], m.image_size)
+        if m.cfg.region_size <= 0 or m.has_memory or box is None:
+            return prototypes(feats.vision_feats, low_res)
+        region = region_around(grow_box(box, m.cfg.propagation_box_margin, m.image_size), m.image_size,
+                               m.cfg.region_size, m.cfg.region_context)
+        if region.scale < m.cfg.region_min_scale:  # tracked whole: prototypes of the whole slice
+            return prototypes(feats.vision_feats, low_res)
+        full = F.interpolate(low_res.float(), size=(m.image_size,) * 2, mode="bilinear", align_corners=False)
+        crop = region.crop(full)  # the mask over the same region
+        return prototypes(self._region_features(s, region).vision_feats, crop)
 
     # ------------------------------------------------------------------ propagation
     @torch.inference_mode()
@@ -363,8 +385,11 @@ class VolumeSession:
                         fresh.add(oid)
                     else:
                         fresh.add(oid)
-                        feats = feats if feats is not None else self.features.get(s, reverse)
-                        self._track(obj, s, reverse, feats)
+                        if self._region_box(obj, s, reverse) is not None:  # only a region is encoded
+                            self._track_region(obj, s, reverse)
+                        else:
+                            feats = feats if feats is not None else self.features.get(s, reverse)
+                            self._track(obj, s, reverse, feats)
                     out_masks[oid] = self.mask(oid, s)
                 if s in yielded:  # met again (passes of "both"): only what changed
                     out_masks = {o: mk for o, mk in out_masks.items() if o in fresh}
@@ -404,35 +429,85 @@ class VolumeSession:
         side = 4 * self.model.cfg.feat_size  # the decoder upsamples its grid 4x
         return SliceResult(torch.full((1, 1, side, side), NO_OBJ_SCORE, dtype=torch.float16), 0.0, -10.0)
 
-    def _previous_box(self, obj: _Object, s: int, reverse: bool):
-        """Point inputs for a box around the previous slice's mask (model pixels, grown by the config's margin),
-        or None when that slice has no result or an empty mask."""
-        margin = self.model.cfg.propagation_box_margin
+    def _previous_mask_box(self, obj: _Object, s: int, reverse: bool):
+        """Box (model pixels) of the previous slice's mask in this pass (over an absent slice: the one before
+        it), or None when that slice has no result or an empty mask."""
         r = obj.results.get(s + 1 if reverse else s - 1)
         if r is not None and r.object_score <= 0:  # an absent slice: the box of the last slice with the object
             r = obj.results.get(s + 2 if reverse else s - 2)
-        if margin <= 0 or r is None:
+        return None if r is None else mask_box(r.low_res[0, 0], self.model.image_size)
+
+    def _previous_box(self, prev_box):
+        """Point inputs for the previous slice's mask box grown by the config's margin (box tracking), or None."""
+        margin = self.model.cfg.propagation_box_margin
+        if margin <= 0 or prev_box is None:
             return None
-        ys, xs = torch.nonzero(r.low_res[0, 0] > 0, as_tuple=True)
-        if ys.numel() == 0:
-            return None
-        scale = self.model.image_size / r.low_res.shape[-1]
-        x0, x1 = float(xs.min()) * scale, float(xs.max() + 1) * scale - 1
-        y0, y1 = float(ys.min()) * scale, float(ys.max() + 1) * scale - 1
-        gx, gy = max(2.0, margin * (x1 - x0 + 1)), max(2.0, margin * (y1 - y0 + 1))
-        hi = self.model.image_size - 1
-        box = [max(x0 - gx, 0.0), max(y0 - gy, 0.0), min(x1 + gx, hi), min(y1 + gy, hi)]
         dev = self.model.device
+        box = grow_box(prev_box, margin, self.model.image_size)
         return (torch.tensor([box], dtype=torch.float32, device=dev).view(1, 2, 2),
                 torch.tensor([[2, 3]], dtype=torch.int32, device=dev))
+
+    def _region_box(self, obj: _Object, s: int, reverse: bool) -> Optional[Tuple[list, Region]]:
+        """With region tracking (`cfg.region_size` > 0, a model without memory): the box (model pixels) to decode
+        on slice s (the previous slice's mask box grown by the config's margin) and its region; None when the
+        slice is tracked whole (no previous box, or a region shrunk below `cfg.region_min_scale`)."""
+        m = self.model
+        c = m.cfg
+        if c.region_size <= 0 or m.has_memory or c.propagation_box_margin <= 0:
+            return None
+        prev_box = self._previous_mask_box(obj, s, reverse)
+        if prev_box is None:
+            return None
+        box = grow_box(prev_box, c.propagation_box_margin, m.image_size)
+        region = region_around(box, m.image_size, c.region_size, c.region_context)
+        return None if region.scale < c.region_min_scale else (box, region)
+
+    def _region_features(self, s: int, region: Region):
+        """Features of one region of slice s (B = 1), encoded on their own (never cached)."""
+        m = self.model
+        with autocast(m.device, self.dtype):
+            feats = m.encode_image(region.crop(self.frames.get([s]).to(m.device)))
+        self.features.encoded_regions += 1
+        return feats
+
+    def _track_region(self, obj: _Object, s: int, reverse: bool) -> None:
+        """Box tracking on a region around the previous slice's box (engine/region.py): encode the region,
+        decode the box there, check presence against the region prototypes, paste the mask back."""
+        m = self.model
+        box, region = self._region_box(obj, s, reverse)
+        feats = self._region_features(s, region)
+        with autocast(m.device, self.dtype):
+            out = m.track_step(feats, is_init_cond_frame=False, point_inputs=box_inputs(region, box, m.device),
+                               run_mem_encoder=False)
+        heads = out.heads
+        present = True
+        if obj.prototypes is not None and m.cfg.prototype_presence:
+            present = looks_present(feats.vision_feats, heads.low_res_masks, obj.prototypes)
+        side = 4 * m.cfg.feat_size
+        low = region.paste(heads.low_res_masks, m.image_size, side)
+        if m.cfg.mask_window > 0:
+            low = clip_to_window(low, grow_box(box, m.cfg.mask_window, m.image_size), m.image_size)
+        if not present:
+            low = torch.full_like(low, NO_OBJ_SCORE)
+        iou = float(heads.ious.float().max())
+        score = float(heads.object_score_logits.float().reshape(-1)[0]) if present else -10.0
+        obj.results[s] = SliceResult(low.to("cpu", torch.float16), iou, score)
+        obj.tracked_dir[s] = reverse
 
     def _track(self, obj: _Object, s: int, reverse: bool, feats) -> None:
         m = self.model
         mems, ptrs, tmax = self._select(obj, s, reverse, feats)
-        box = self._previous_box(obj, s, reverse)
+        prev_box = self._previous_mask_box(obj, s, reverse)
+        box = self._previous_box(prev_box)
+        window = grow_box(prev_box, m.cfg.mask_window, m.image_size) if m.cfg.mask_window > 0 and prev_box else None
         with autocast(m.device, self.dtype):
             out = m.track_step(feats, is_init_cond_frame=False, memories=mems, obj_ptrs=ptrs, ptr_tpos_max=tmax,
-                               point_inputs=box, run_mem_encoder=True, **self._fast(obj))
+                               point_inputs=box, run_mem_encoder=window is None, **self._fast(obj))
+            if window is not None:  # the mask stays near the previous slice's before it enters memory
+                clip_heads(out.heads, window, m.image_size)
+                if m.cfg.num_maskmem > 0:
+                    out.maskmem_features, out.maskmem_pos = m.encode_memory(
+                        feats, out.heads.high_res_masks, out.heads.object_score_logits, is_mask_from_pts=box is not None)
         if box is not None and obj.prototypes is not None and m.cfg.prototype_presence:
             if not looks_present(feats.vision_feats, out.pred_masks, obj.prototypes):
                 out.heads.low_res_masks = torch.full_like(out.heads.low_res_masks, NO_OBJ_SCORE)

@@ -331,8 +331,13 @@ class SAM2Model(nn.Module):
                                          antialias=True)
             else:
                 dense_in = mask_inputs
-        sparse, dense = self.sam_prompt_encoder((coords, labels), None, dense_in, pad=self.pad_points(labels))
-        dec = self.sam_mask_decoder(pix_feat, self.sam_prompt_encoder.dense_pe(), sparse, dense, multimask_output,
+        pe = self.sam_prompt_encoder
+        grid = tuple(pix_feat.shape[-2:])
+        grid = None if grid == tuple(pe.embedding_hw) else grid  # an input of another size (an image region)
+        if grid is not None and dense_in is not None:
+            raise ValueError("mask prompts need features of the model's own input size")
+        sparse, dense = pe((coords, labels), None, dense_in, pad=self.pad_points(labels), grid_hw=grid)
+        dec = self.sam_mask_decoder(pix_feat, pe.dense_pe(grid), sparse, dense, multimask_output,
                                     repeat_image=False, high_res_features=high_res)
         low = dec.masks
         obj = dec.object_score_logits
@@ -340,7 +345,7 @@ class SAM2Model(nn.Module):
             is_obj = obj > 0
             low = torch.where(is_obj[:, None, None], low, NO_OBJ_SCORE)
         low = low.float()
-        high = F.interpolate(low, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        high = F.interpolate(low, size=pe.image_hw_for(grid), mode="bilinear", align_corners=False)
         token = dec.sam_tokens[:, 0]
         if multimask_output:
             best = torch.argmax(dec.iou_pred, dim=-1)

@@ -1,0 +1,250 @@
+"""Whole-organ fine-tune of LiteMedSAM's mask decoder, keeping its answers elsewhere (CPU).
+
+LiteMedSAM outlines the distinct structure inside a box; for a box around a whole organ (a brain, a body
+contour) it returns the white matter or an inner part. This fine-tunes its mask decoder (image and prompt
+encoders frozen) on two kinds of samples at once:
+
+- **whole-organ samples** (MedBank-mini's whole-organ tasks `mri_brain`, `ct_body`): the synthetic label is the
+  target (focal x 20 + Dice, SAM's weights);
+- **keep samples** (every other MedBank-mini task): LiteMedSAM's own mask for the same box is the target
+  (binary cross-entropy against its probabilities), so that its behaviour on everything else is kept.
+
+The IoU head learns the actual IoU of the predicted mask with the label on both kinds (calibration).
+Encoder outputs are computed once per slice (LiteMedSAM's encoder costs ~1.3 s per slice here) and kept
+in a feature file; training resumes from its last checkpoint when run again.
+
+    python scripts/finetune_lite_decoder.py --out runs/lite_whole --steps 600
+writes OUT/decoder.safetensors (the fine-tuned decoder's state dict), OUT/medmem_lite_ft_256.safetensors
+(the shipped form: fp16 differences to LiteMedSAM's weights) and OUT/log.jsonl.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import medmem
+from medmem.data.synth import load_manifest
+from medmem.engine.region import region_around
+from medmem.engine.window import grow_box
+from medmem.preprocess import prepare_slices
+
+WHOLE_TASKS = ("mri_brain", "ct_body")
+SIZE = 256
+REGION = 128  # region tracking's encoder input (medmem_lite_ft_256's region_size)
+
+
+def _box(mask: np.ndarray) -> np.ndarray:
+    ys, xs = np.nonzero(mask)
+    return np.array([xs.min(), ys.min(), xs.max(), ys.max()], dtype=np.float64)
+
+
+def region_sample(model, image: torch.Tensor, label: np.ndarray, rng: np.random.Generator, whole: bool):
+    """Region-tracking input of one slice (engine/region.py, as `medmem_lite_256` with `region_size` encodes
+    propagated slices): the region around one object's box grown by the tracking margin, its encoder output
+    (1, 256, r/4, r/4) and the object's mask over the region (r, r) bool."""
+    ids = [int(v) for v in np.unique(label) if v != 0]
+    lab = ids[0] if whole else int(rng.choice(ids))
+    cfg = model.cfg
+    box = grow_box(_box(label == lab).tolist(), cfg.propagation_box_margin, SIZE)
+    region = region_around(box, SIZE, REGION, cfg.region_context)
+    mask = region.crop(torch.as_tensor(label == lab, dtype=torch.float32)[None, None])[0, 0] > 0.5
+    with torch.inference_mode():
+        emb = model.encode_image(region.crop(image[None])).vision_feats.half()
+    return emb, mask
+
+
+def build_features(model, manifests, out: Path, every: int, max_cases: int) -> dict:
+    """Encoder outputs (N, 256, 64, 64) fp16 of selected slices + their labels (N, 256, 256) (nearest resize) and
+    kinds; and of one region per slice (region tracking): (N, 256, 32, 32) + that object's mask (N, 128, 128)."""
+    path = out / "features.pt"
+    if path.is_file():
+        return torch.load(path)
+    rng = np.random.default_rng(1)
+    embeds, labels, whole, names, rembeds, rmasks = [], [], [], [], [], []
+    t0 = time.time()
+    for manifest in manifests:
+        per_task: dict = {}
+        for case in load_manifest(manifest, split="train"):
+            if case.dims != 3:
+                continue
+            if per_task.get(case.task, 0) >= max_cases:
+                continue
+            per_task[case.task] = per_task.get(case.task, 0) + 1
+            fg = np.nonzero(case.label.reshape(case.label.shape[0], -1).any(1))[0]
+            zs = fg[::every]
+            x = prepare_slices(case.image, SIZE)[zs]
+            with torch.inference_mode():
+                for i in range(0, len(zs), 4):
+                    embeds.append(model.encode_image(x[i:i + 4]).vision_feats.half())
+            lab = torch.as_tensor(case.label[zs].astype(np.uint8))[:, None].float()
+            lab = F.interpolate(lab, (SIZE, SIZE), mode="nearest")[:, 0].to(torch.uint8)
+            for j, z in enumerate(zs):
+                e, mk = region_sample(model, x[j], lab[j].numpy(), rng, case.task in WHOLE_TASKS)
+                rembeds.append(e)
+                rmasks.append(mk)
+                labels.append(lab[j])
+                whole.append(case.task in WHOLE_TASKS)
+                names.append(f"{case.id}:{int(z)}")
+            print(json.dumps(dict(case=case.id, slices=len(zs), total=len(names), seconds=round(time.time() - t0, 1))),
+                  flush=True)
+    feats = dict(embed=torch.cat(embeds), label=torch.stack(labels), whole=torch.tensor(whole), names=names,
+                 region_embed=torch.cat(rembeds), region_mask=torch.stack(rmasks))
+    torch.save(feats, path)
+    return feats
+
+
+def sample_boxes(label: np.ndarray, rng: np.random.Generator, whole: bool):
+    """A random object of the slice, its mask, and a box around it grown by 0-15 % and jittered (as box
+    tracking and users give them); inclusive pixel corners."""
+    ids = [int(v) for v in np.unique(label) if v != 0]
+    lab = ids[0] if whole else int(rng.choice(ids))
+    mask = label == lab
+    x0, y0, x1, y1 = _box(mask)
+    w, h = x1 - x0 + 1, y1 - y0 + 1
+    g = rng.uniform(0.0, 0.15)
+    j = rng.uniform(-0.05, 0.05, 4) * np.array([w, h, w, h])
+    b = np.array([x0 - g * w / 2, y0 - g * h / 2, x1 + g * w / 2, y1 + g * h / 2]) + j
+    hh, ww = label.shape
+    b = np.clip(b, 0, [ww - 1, hh - 1, ww - 1, hh - 1])
+    return mask, b
+
+
+def decode(model, embed, boxes):
+    """Low-res logits (B, 1, 4h, 4w) and IoU predictions (B, 1) for embeddings (B, 256, h, w) and boxes (B, 4)
+    in input pixels (a 256² slice, or a region of side 4h)."""
+    coords = torch.as_tensor(boxes.reshape(-1, 2, 2), dtype=torch.float32)
+    labels = torch.tensor([[2, 3]], dtype=torch.int32).expand(len(boxes), -1)
+    pad = model.pad_points(labels)
+    grid = tuple(embed.shape[-2:])
+    pe = model.sam_prompt_encoder
+    sparse, dense = pe((coords, labels), None, None, pad=pad, grid_hw=grid)
+    dec = model.sam_mask_decoder(embed, pe.dense_pe(grid), sparse, dense, False, repeat_image=False,
+                                 high_res_features=None)
+    return dec.masks, dec.iou_pred
+
+
+def focal(logits, target, alpha=0.25, gamma=2.0):
+    p = torch.sigmoid(logits)
+    ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    pt = p * target + (1 - p) * (1 - target)
+    a = alpha * target + (1 - alpha) * (1 - target)
+    return (a * ce * (1 - pt) ** gamma).flatten(1).mean(1)
+
+
+def soft_dice(logits, target):
+    p = torch.sigmoid(logits).flatten(1)
+    t = target.flatten(1)
+    return 1 - (2 * (p * t).sum(1) + 1) / (p.sum(1) + t.sum(1) + 1)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", nargs="+", default=["runs/lite3d/manifest.json", "runs/medbank_whole/manifest.json"])
+    ap.add_argument("--out", default="runs/lite_whole")
+    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--every", type=int, default=3, help="every k-th slice with an object")
+    ap.add_argument("--max-cases", type=int, default=6, help="training volumes per task and manifest")
+    ap.add_argument("--whole-frac", type=float, default=0.5)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    torch.manual_seed(a.seed)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = medmem.build_model("medmem_lite_256", pretrained=True).eval()
+    teacher = medmem.build_model("medmem_lite_256", pretrained=True).eval()
+    feats = build_features(teacher, a.data, out, a.every, a.max_cases)
+    n = len(feats["names"])
+    whole_idx = np.nonzero(feats["whole"].numpy())[0]
+    keep_idx = np.nonzero(~feats["whole"].numpy())[0]
+    print(json.dumps(dict(slices=n, whole=len(whole_idx), keep=len(keep_idx))), flush=True)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    params = [p for p in model.sam_mask_decoder.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.01)
+    start = 0
+    ckpt = out / "checkpoint.pt"
+    if ckpt.is_file():
+        st = torch.load(ckpt, weights_only=False)  # our own checkpoint (optimizer state)
+        model.sam_mask_decoder.load_state_dict(st["decoder"])
+        opt.load_state_dict(st["opt"])
+        start = st["step"]
+    rng = np.random.default_rng(a.seed + start)
+    log = (out / "log.jsonl").open("a")
+    t0 = time.time()
+    model.sam_mask_decoder.train()
+
+    def part(embed, masks, boxes, is_whole):
+        """Losses of one batch of the same grid: (per-sample loss, whole-organ Dice, keep BCE, IoU MSE)."""
+        gt = torch.as_tensor(np.stack(masks), dtype=torch.float32)[:, None]
+        logits, iou = decode(model, embed, boxes)
+        with torch.no_grad():
+            t_prob = torch.sigmoid(decode(teacher, embed, boxes)[0])
+            pred = (logits > 0).float()
+            inter = (pred * gt).flatten(1).sum(1)
+            union = ((pred + gt) > 0).float().flatten(1).sum(1)
+            actual_iou = inter / union.clamp(min=1)
+        seg = 20 * focal(logits, gt) + soft_dice(logits, gt)
+        keep = F.binary_cross_entropy_with_logits(logits, t_prob, reduction="none").flatten(1).mean(1) * 20
+        iou_loss = F.mse_loss(iou[:, 0], actual_iou, reduction="none")
+        w = is_whole
+        dice = float(1 - soft_dice(logits[w].detach(), gt[w]).mean()) if w.any() else float("nan")
+        return torch.where(w, seg, keep) + iou_loss, dice, float(keep[~w].mean()) / 20, float(iou_loss.mean())
+
+    for step in range(start, a.steps):
+        lr = float(a.lr * min(1.0, (step + 1) / 20) * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * step / a.steps))))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        nw = int(round(a.batch * a.whole_frac))
+        idx = np.concatenate([rng.choice(whole_idx, nw), rng.choice(keep_idx, a.batch - nw)])
+        is_whole = torch.zeros(a.batch, dtype=torch.bool)
+        is_whole[:nw] = True
+        # the whole slice (prompted slices, 2D images) ...
+        masks, boxes = zip(*[sample_boxes(feats["label"][i].numpy(), rng, bool(feats["whole"][i])) for i in idx])
+        full = part(feats["embed"][idx].float(), masks, np.stack(boxes), is_whole)
+        # ... and regions around the object (propagated slices with region tracking)
+        masks, boxes = zip(*[sample_boxes(feats["region_mask"][i].numpy(), rng, True) for i in idx])
+        reg = part(feats["region_embed"][idx].float(), masks, np.stack(boxes), is_whole)
+        loss = torch.cat([full[0], reg[0]]).mean()
+        rec = dict(step=step + 1, lr=round(lr, 7), loss=round(loss.item(), 4), whole_dice=round(full[1], 4),
+                   whole_dice_region=round(reg[1], 4), keep_bce=round(full[2], 4), keep_bce_region=round(reg[2], 4),
+                   iou_mse=round((full[3] + reg[3]) / 2, 4), seconds=round(time.time() - t0, 1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        log.write(json.dumps(rec) + "\n")
+        log.flush()
+        if (step + 1) % 10 == 0:
+            print(json.dumps(rec), flush=True)
+        if (step + 1) % 50 == 0 or step + 1 == a.steps:
+            tmp = out / "checkpoint.tmp"
+            torch.save(dict(decoder=model.sam_mask_decoder.state_dict(), opt=opt.state_dict(), step=step + 1), tmp)
+            tmp.replace(ckpt)
+    write_outputs(model, out)
+
+
+def write_outputs(model, out: Path) -> None:
+    """OUT/decoder.safetensors (the decoder's state dict) and OUT/medmem_lite_ft_256.safetensors (what is
+    shipped: fp16 differences to LiteMedSAM's decoder, `medmem.pretrained.write_trained_parts`)."""
+    from safetensors.torch import save_file
+
+    from medmem.atomic import atomic_path
+    from medmem.pretrained import write_trained_parts
+
+    sd = {k: v.contiguous() for k, v in model.sam_mask_decoder.state_dict().items()}
+    with atomic_path(out / "decoder.safetensors") as tmp:
+        save_file(sd, str(tmp))
+    write_trained_parts(model.state_dict(), "medmem_lite_ft_256", out / "medmem_lite_ft_256.safetensors")
+
+
+if __name__ == "__main__":
+    main()
