@@ -268,8 +268,9 @@ register("medmem_lite_256", lambda: SAM2Config(
     prototype_presence=True,
     **_LITE))
 register("medmem_lite_ft_256", lambda: replace(
-    _REGISTRY["medmem_lite_256"](), name="medmem_lite_ft_256",
-    description="medmem_lite_256 with its mask decoder fine-tuned by medmem for whole organs and a calibrated IoU"))
+    _REGISTRY["medmem_lite_256"](), name="medmem_lite_ft_256", region_size=128,
+    description="medmem_lite_256 with its mask decoder fine-tuned by medmem for whole organs and a calibrated IoU; "
+                "region tracking on propagated slices"))
 register("medmem_lite_mem_256", lambda: SAM2Config(
     name="medmem_lite_mem_256", description="LiteMedSAM (TinyViT, 256x256) + SAM 2 memory on a pooled 16x16 grid",
     mem_attn_layers=2, mem_attn_ffn_dim=1024, memory_pool=4, **_LITE))
