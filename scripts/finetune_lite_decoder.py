@@ -9,11 +9,14 @@ encoders frozen) on two kinds of samples at once:
 - **keep samples** (every other MedBank-mini task): LiteMedSAM's own mask for the same box is the target
   (binary cross-entropy against its probabilities), so that its behaviour on everything else is kept.
 
-The IoU head learns the actual IoU of the predicted mask with the label on both kinds (calibration).
+Each step decodes the batch twice: on the whole slice (prompted slices, 2D images) and on the 128² region
+around the object that region tracking encodes on propagated slices (`engine/region.py`; objects larger than
+the region are seen shrunk there). The IoU head learns the actual IoU of the predicted mask with the label on
+both kinds (calibration).
 Encoder outputs are computed once per slice (LiteMedSAM's encoder costs ~1.3 s per slice here) and kept
 in a feature file; training resumes from its last checkpoint when run again.
 
-    python scripts/finetune_lite_decoder.py --out runs/lite_whole --steps 600
+    python scripts/finetune_lite_decoder.py --out runs/lite_whole --steps 400   # scripts/train_lite_ft_model.sh
 writes OUT/decoder.safetensors (the fine-tuned decoder's state dict), OUT/medmem_lite_ft_256.safetensors
 (the shipped form: fp16 differences to LiteMedSAM's weights) and OUT/log.jsonl.
 """
@@ -59,7 +62,17 @@ def region_sample(model, image: torch.Tensor, label: np.ndarray, rng: np.random.
     return emb, mask
 
 
-def build_features(model, manifests, out: Path, every: int, max_cases: int) -> dict:
+def gamma_augment(image: np.ndarray, rng: np.random.Generator, lo: float, hi: float) -> np.ndarray:
+    """The volume with its intensities mapped through a random gamma in [lo, hi] (range kept): the
+    grey/white contrast of real scans differs from the generator's."""
+    if hi <= lo:
+        return image
+    a, b = float(image.min()), float(image.max())
+    unit = (image.astype(np.float32) - a) / max(b - a, 1e-6)
+    return (unit ** rng.uniform(lo, hi) * (b - a) + a).astype(np.float32)
+
+
+def build_features(model, manifests, out: Path, every: int, max_cases: int, gamma=(1.0, 1.0)) -> dict:
     """Encoder outputs (N, 256, 64, 64) fp16 of selected slices + their labels (N, 256, 256) (nearest resize) and
     kinds; and of one region per slice (region tracking): (N, 256, 32, 32) + that object's mask (N, 128, 128)."""
     path = out / "features.pt"
@@ -78,7 +91,8 @@ def build_features(model, manifests, out: Path, every: int, max_cases: int) -> d
             per_task[case.task] = per_task.get(case.task, 0) + 1
             fg = np.nonzero(case.label.reshape(case.label.shape[0], -1).any(1))[0]
             zs = fg[::every]
-            x = prepare_slices(case.image, SIZE)[zs]
+            img = gamma_augment(case.image, rng, *gamma) if case.task in WHOLE_TASKS else case.image
+            x = prepare_slices(img, SIZE)[zs]
             with torch.inference_mode():
                 for i in range(0, len(zs), 4):
                     embeds.append(model.encode_image(x[i:i + 4]).vision_feats.half())
@@ -154,13 +168,24 @@ def main() -> None:
     ap.add_argument("--max-cases", type=int, default=6, help="training volumes per task and manifest")
     ap.add_argument("--whole-frac", type=float, default=0.5)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--gamma", default="1,1", help="LO,HI: random gamma of whole-organ volumes (1,1: none)")
+    ap.add_argument("--also-features", nargs="*", default=[], help="features.pt files of earlier runs, added")
+    ap.add_argument("--init-decoder", default=None, help="start from this decoder (decoder.safetensors)")
     a = ap.parse_args()
     torch.manual_seed(a.seed)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     model = medmem.build_model("medmem_lite_256", pretrained=True).eval()
     teacher = medmem.build_model("medmem_lite_256", pretrained=True).eval()
-    feats = build_features(teacher, a.data, out, a.every, a.max_cases)
+    feats = build_features(teacher, a.data, out, a.every, a.max_cases, tuple(float(v) for v in a.gamma.split(",")))
+    for extra in a.also_features:
+        more = torch.load(extra)
+        feats = {k: (feats[k] + more[k]) if isinstance(feats[k], list) else torch.cat([feats[k], more[k]])
+                 for k in feats}
+    if a.init_decoder:
+        from safetensors.torch import load_file
+
+        model.sam_mask_decoder.load_state_dict(load_file(a.init_decoder))
     n = len(feats["names"])
     whole_idx = np.nonzero(feats["whole"].numpy())[0]
     keep_idx = np.nonzero(~feats["whole"].numpy())[0]

@@ -221,3 +221,20 @@ def test_cli_model_option_on_a_2d_image(tmp_path, lite_model):
     res = CliRunner().invoke(main, ["segment", str(tmp_path / "img.png"), "--box", "1,1,5,5", "--model",
                                     "medmem_lite_256", "--checkpoint", str(out), "--out", str(tmp_path / "m2.png")])
     assert res.exit_code != 0 and "not both" in res.output and not (tmp_path / "m2.png").exists()
+
+
+def test_lite_ft_model_ships_only_decoder_differences(lite_model):
+    """medmem_lite_ft_256: the shipped file holds fp16 differences to LiteMedSAM's mask decoder only (≤ 25 MB),
+    and assembles strictly; its encoder and prompt encoder are LiteMedSAM's, its decoder is not."""
+    from safetensors import safe_open
+
+    path = pretrained.asset_path(pretrained.PRETRAINED["medmem_lite_ft_256"].asset)
+    assert path.stat().st_size <= 25e6
+    with safe_open(str(path), "pt") as f:
+        keys = list(f.keys())
+    assert keys and all(k.startswith("delta.sam_mask_decoder.") for k in keys)
+    ft = medmem.build_model("medmem_lite_ft_256", pretrained=True, device="cpu").state_dict()
+    base = lite_model.state_dict()
+    assert set(ft) == set(base)
+    assert all(torch.equal(ft[k], base[k]) for k in base if not k.startswith("sam_mask_decoder."))
+    assert any(not torch.equal(ft[k], base[k]) for k in base if k.startswith("sam_mask_decoder."))
