@@ -7,8 +7,8 @@ the Dice between the two masks (agreement). On the bundled MRI (real, unlabelled
 brain) seeded random boxes inside the brain, 8-40 px a side, measure agreement on real anatomy the
 fine-tune never saw.
 
-    python scripts/lite_decoder_agreement.py --decoder runs/lite_whole/decoder.safetensors \
-        --data runs/lite3d/manifest.json runs/lite2d/manifest.json runs/medbank_whole/manifest.json \
+    python scripts/lite_decoder_agreement.py --decoder pretrained:medmem_lite_ft_256 \
+        --data runs/lite2d/manifest.json runs/lite3d/manifest.json --max-cases 1 --every 6 --mni-boxes 27 \
         --out docs/lite_ft_agreement.json
 """
 from __future__ import annotations
@@ -35,8 +35,12 @@ def _box(mask: np.ndarray) -> list:
 
 
 def load_student(decoder: str):
+    """The student: `pretrained:NAME` (a shipped model, e.g. medmem_lite_ft_256) or a decoder state dict file
+    (.safetensors, or a training checkpoint .pt) put into medmem_lite_256."""
     from safetensors.torch import load_file
 
+    if decoder.startswith("pretrained:"):
+        return medmem.build_model(decoder.split(":", 1)[1], pretrained=True).eval()
     model = medmem.build_model("medmem_lite_256", pretrained=True).eval()
     sd = torch.load(decoder, weights_only=False)["decoder"] if decoder.endswith(".pt") else load_file(decoder)  # a training checkpoint
     model.sam_mask_decoder.load_state_dict(sd)
@@ -45,7 +49,7 @@ def load_student(decoder: str):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--decoder", required=True)
+    ap.add_argument("--decoder", required=True, help="pretrained:NAME or a decoder state dict file")
     ap.add_argument("--data", nargs="*", default=[])
     ap.add_argument("--every", type=int, default=4)
     ap.add_argument("--max-cases", type=int, default=2, help="test cases per task and manifest")
