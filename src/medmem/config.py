@@ -164,6 +164,8 @@ class SAM2Config:
     # without a trained object-score head: a tracked region is absent when its features are closer to the
     # surroundings of the prompted object than to the object itself (engine/presence.py)
     prototype_presence: bool = False
+    # ... and those prototypes follow the object along a pass: on each present slice p ← (1 - a) p + a p_slice
+    prototype_momentum: float = 0.0
     # keep masks inside the prompt box and, on propagated slices, near the previous slice's mask, each
     # grown by this fraction of its side (engine/window.py); 0: off, as SAM 2
     mask_window: float = 0.0
@@ -268,9 +270,9 @@ register("medmem_lite_256", lambda: SAM2Config(
     prototype_presence=True,
     **_LITE))
 register("medmem_lite_ft_256", lambda: replace(
-    _REGISTRY["medmem_lite_256"](), name="medmem_lite_ft_256", region_size=128,
+    _REGISTRY["medmem_lite_256"](), name="medmem_lite_ft_256", region_size=128, prototype_momentum=0.3,
     description="medmem_lite_256 with its mask decoder fine-tuned by medmem for whole organs and a calibrated IoU; "
-                "region tracking on propagated slices"))
+                "region tracking on propagated slices, presence prototypes that follow the object"))
 register("medmem_lite_mem_256", lambda: SAM2Config(
     name="medmem_lite_mem_256", description="LiteMedSAM (TinyViT, 256x256) + SAM 2 memory on a pooled 16x16 grid",
     mem_attn_layers=2, mem_attn_ffn_dim=1024, memory_pool=4, **_LITE))

@@ -96,3 +96,32 @@ def test_region_tracking_follows_the_object_and_encodes_only_regions(lite_model)
     assert sess.features.encoded == 1
     tracked = [s for s, r in sess.objects[1].results.items() if not r.prompted and r.iou > 0]
     assert sess.features.encoded_regions == len(tracked) + 1  # + the prompted slice's region (prototypes)
+
+
+def _drifting_cylinder(n: int = 20, after: int = 6):
+    """A cylinder on slices 0..n-1 whose intensity drifts from 220 to 50 (through its ring's 120), inside a
+    ring that goes on for `after` more slices without it."""
+    z, y, x = np.mgrid[:n + after, :64, :64]
+    r = np.sqrt((y - 32) ** 2 + (x - 32) ** 2)
+    inner = (r < 8) & (z < n)
+    ring = (r < 14) & ~inner
+    v = np.where(inner, 220 - 170 * np.minimum(z / (n - 1), 1), np.where(ring, 120, 30)).astype(np.float32)
+    v += np.random.default_rng(0).normal(0, 4, v.shape)
+    return np.clip(v, 0, 255).astype(np.uint8), inner
+
+
+def test_prototypes_follow_an_object_whose_look_drifts(lite_model):
+    """prototype_momentum: with the prompted slice's prototypes only, the cylinder is declared absent once it
+    looks like its ring (slice 9 on); with prototypes that follow it (0.3), it is tracked to its last slice,
+    and still not beyond (the ring alone is absent)."""
+    vol, gt = _drifting_cylinder()
+    lengths = {}
+    for a in (0.0, 0.3):
+        sess = medmem.VolumeSession(_with(lite_model, region_size=128, prototype_momentum=a), vol)
+        sess.add_prompt(1, 1, box=[24.0, 24.0, 40.0, 40.0])
+        list(sess.propagate("both"))
+        pred = sess.masks(1)
+        lengths[a] = int(pred.reshape(len(pred), -1).any(1).sum())
+        if a > 0:
+            assert dice(pred, gt) > 0.9 and not pred[20:].any()
+    assert lengths[0.0] < 12 and lengths[0.3] == 20

@@ -4,7 +4,9 @@ A model whose decoder always answers a box with some mask (LiteMedSAM's, with bo
 that an object has ended. From the prompted slice we keep two prototypes of the image embedding: the
 mean feature under the object's mask and the mean feature of a ring around it. On a tracked slice the
 region the decoder returns is kept if its mean feature is closer (cosine) to the object prototype than
-to the ring's; else the object is absent there. Features (B, C, h, w); mask logits at any resolution.
+to the ring's; else the object is absent there. An object's look changes along its extent (a brain near the
+skull base is not the brain at the ventricles), so the prototypes may follow it: on each slice judged present
+they move towards that slice's own (`follow`). Features (B, C, h, w); mask logits at any resolution.
 """
 from __future__ import annotations
 
@@ -44,3 +46,13 @@ def looks_present(feats: torch.Tensor, mask_logits: torch.Tensor, protos: Tuple[
         return False
     fg, bg = protos
     return bool(F.cosine_similarity(region, fg, dim=0) > F.cosine_similarity(region, bg, dim=0))
+
+
+def follow(protos: Tuple[torch.Tensor, torch.Tensor], feats: torch.Tensor, mask_logits: torch.Tensor,
+           momentum: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Prototypes moved towards a present slice's own: p ← (1 - momentum) p + momentum p_slice, each of
+    (object, surroundings); unchanged when the slice's mask is empty or has no surroundings."""
+    cur = prototypes(feats, mask_logits)
+    if cur is None or momentum <= 0:
+        return protos
+    return tuple((1 - momentum) * p + momentum * c for p, c in zip(protos, cur))

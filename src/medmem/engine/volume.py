@@ -35,7 +35,7 @@ from ..model.memory_attention import MemoryKVCache
 from .autocast import autocast
 from .features import FeatureCache
 from .frames import FrameSource, TensorFrameSource
-from .presence import looks_present, prototypes
+from .presence import follow, looks_present, prototypes
 from .prompts import SlicePrompt, check_prompt, prompt_to_inputs
 from .region import Region, box_inputs, region_around
 from .window import clip_heads, clip_to_window, grow_box, mask_box, prompt_windows
@@ -79,6 +79,7 @@ class _Object:
     tracked_dir: Dict[int, bool] = field(default_factory=dict)       # slice -> reverse flag of last pass
     dirty: Optional[Tuple[int, int]] = None                          # slice range to (re)propagate
     prototypes: Optional[tuple] = None                               # (object, surroundings) features, box tracking
+    pass_prototypes: Optional[tuple] = None                          # the same, updated along the current pass
 
 
 class VolumeSession:
@@ -363,6 +364,7 @@ class VolumeSession:
                 if order:
                     plans[obj.obj_id] = order
                     obj.policy.start_pass(reverse, order[0])
+                    obj.pass_prototypes = obj.prototypes  # each pass starts from the prompted slice's
             all_slices = sorted({s for o in plans.values() for s in o}, reverse=reverse)
             it = all_slices
             if self.progress:
@@ -482,7 +484,7 @@ class VolumeSession:
         heads = out.heads
         present = True
         if obj.prototypes is not None and m.cfg.prototype_presence:
-            present = looks_present(feats.vision_feats, heads.low_res_masks, obj.prototypes)
+            present = self._check_presence(obj, feats.vision_feats, heads.low_res_masks)
         side = 4 * m.cfg.feat_size
         low = region.paste(heads.low_res_masks, m.image_size, side)
         if m.cfg.mask_window > 0:
@@ -493,6 +495,16 @@ class VolumeSession:
         score = float(heads.object_score_logits.float().reshape(-1)[0]) if present else -10.0
         obj.results[s] = SliceResult(low.to("cpu", torch.float16), iou, score)
         obj.tracked_dir[s] = reverse
+
+    def _check_presence(self, obj: _Object, feats: torch.Tensor, mask_logits: torch.Tensor) -> bool:
+        """Presence of the decoded mask (engine/presence.py) against this pass's prototypes; on a present slice,
+        with `cfg.prototype_momentum` = a > 0, the prototypes move towards this slice's: p ← (1 - a) p + a p_s
+        (an object's look changes along its extent; the prompted slice's alone go stale far from it)."""
+        protos = obj.pass_prototypes if obj.pass_prototypes is not None else obj.prototypes
+        present = looks_present(feats, mask_logits, protos)
+        if present and self.model.cfg.prototype_momentum > 0:
+            obj.pass_prototypes = follow(protos, feats, mask_logits, self.model.cfg.prototype_momentum)
+        return present
 
     def _track(self, obj: _Object, s: int, reverse: bool, feats) -> None:
         m = self.model
@@ -509,7 +521,7 @@ class VolumeSession:
                     out.maskmem_features, out.maskmem_pos = m.encode_memory(
                         feats, out.heads.high_res_masks, out.heads.object_score_logits, is_mask_from_pts=box is not None)
         if box is not None and obj.prototypes is not None and m.cfg.prototype_presence:
-            if not looks_present(feats.vision_feats, out.pred_masks, obj.prototypes):
+            if not self._check_presence(obj, feats.vision_feats, out.pred_masks):
                 out.heads.low_res_masks = torch.full_like(out.heads.low_res_masks, NO_OBJ_SCORE)
                 out.heads.object_score_logits = torch.full_like(out.heads.object_score_logits, -10.0)
         entry = self._entry(s, out)
