@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 import numpy as np
 
@@ -93,7 +94,7 @@ def main() -> None:
     mni = read_volume(sample_path("mni152_t1"))
     mni_rows = slice_rows(model, mni, read_volume(sample_path("mni152_brain_mask")).array > 0)
     out = {"model": model.cfg.name,
-           "command": f"python scripts/calibration_report.py --model {a.model} --data {a.data} --out {a.out}",
+           "command": "python scripts/calibration_report.py " + " ".join(sys.argv[1:]),
            "synthetic_3d_test": {"objects": n, **summarize(synth)},
            "bundled_mri": summarize(mni_rows), "bundled_mri_rows": mni_rows}
     with atomic_path(a.out) as tmp:

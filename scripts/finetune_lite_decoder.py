@@ -18,7 +18,10 @@ in a feature file; training resumes from its last checkpoint when run again.
 
     python scripts/finetune_lite_decoder.py --out runs/lite_whole --steps 400   # scripts/train_lite_ft_model.sh
 writes OUT/decoder.safetensors (the fine-tuned decoder's state dict), OUT/medmem_lite_ft_256.safetensors
-(the shipped form: fp16 differences to LiteMedSAM's weights) and OUT/log.jsonl.
+(the shipped form: fp16 differences to LiteMedSAM's weights), OUT/model.safetensors (the whole model, to compare
+it: `scripts/compare_default_models.py --model NAME=OUT/model.safetensors`) and OUT/log.jsonl.
+Run again with more --steps, training goes on from its checkpoint; with the same --steps it only rewrites
+the outputs.
 """
 from __future__ import annotations
 
@@ -258,17 +261,27 @@ def main() -> None:
 
 
 def write_outputs(model, out: Path) -> None:
-    """OUT/decoder.safetensors (the decoder's state dict) and OUT/medmem_lite_ft_256.safetensors (what is
-    shipped: fp16 differences to LiteMedSAM's decoder, `medmem.pretrained.write_trained_parts`)."""
+    """OUT/decoder.safetensors (the decoder's state dict), OUT/medmem_lite_ft_256.safetensors (what is
+    shipped: fp16 differences to LiteMedSAM's decoder, `medmem.pretrained.write_trained_parts`) and
+    OUT/model.safetensors (the whole model with medmem_lite_ft_256's config, for `--checkpoint` and the
+    comparison scripts; never shipped: it holds LiteMedSAM's weights)."""
+    import dataclasses
+
     from safetensors.torch import save_file
 
     from medmem.atomic import atomic_path
+    from medmem.checkpoint import save_weights
+    from medmem.config import get_config
     from medmem.pretrained import write_trained_parts
 
     sd = {k: v.contiguous() for k, v in model.sam_mask_decoder.state_dict().items()}
     with atomic_path(out / "decoder.safetensors") as tmp:
         save_file(sd, str(tmp))
     write_trained_parts(model.state_dict(), "medmem_lite_ft_256", out / "medmem_lite_ft_256.safetensors")
+    cfg = model.cfg
+    model.cfg = get_config("medmem_lite_ft_256")
+    save_weights(model, out / "model.safetensors")
+    model.cfg = cfg
 
 
 if __name__ == "__main__":
