@@ -218,17 +218,21 @@ def test_axes_fuse_orientations_from_a_3d_box(tmp_path, weights):
 
 
 def test_segment_precision_option(tmp_path, weights):
-    """--precision bf16 runs the PyTorch backend under bf16 autocast and says so in the report; fp32 is the
-    CPU's auto; bf16 with an onnxruntime backend is refused in one line, before any output."""
+    """--precision bf16 runs the PyTorch backend under bf16 autocast and says so in the report; fp32 runs fp32;
+    auto is bf16 on a CPU with native bf16 and fp32 on others; bf16 with an onnxruntime backend is refused in one
+    line, before any output."""
+    from medmem.engine.autocast import cpu_has_native_bf16
+
+    want = {"auto": "bf16" if cpu_has_native_bf16() else "fp32", "fp32": "fp32", "bf16": "bf16"}
     _ct(tmp_path / "ct.nii.gz")
     base = ["segment", str(tmp_path / "ct.nii.gz"), "--box", "12,10,40,30", "--slice", "5", "--axis", "0",
             "--checkpoint", str(weights), "--device", "cpu", "--quiet"]
     masks = {}
-    for p in ("auto", "bf16"):
+    for p in ("auto", "fp32", "bf16"):
         out, rep = tmp_path / f"{p}.nii.gz", tmp_path / f"{p}.json"
         res = CliRunner().invoke(main, base + ["--out", str(out), "--report", str(rep), "--precision", p])
         assert res.exit_code == 0, res.output
-        assert json.loads(rep.read_text())["precision"] == ("fp32" if p == "auto" else "bf16")
+        assert json.loads(rep.read_text())["precision"] == want[p]
         masks[p] = sitk.GetArrayFromImage(sitk.ReadImage(str(out)))
     assert masks["auto"].shape == masks["bf16"].shape
     res = CliRunner().invoke(main, base + ["--out", str(tmp_path / "x.nii.gz"), "--precision", "bf16",

@@ -154,8 +154,9 @@ def _resolve_input(value: str) -> Path:
               help="run the network in PyTorch, or as ONNX graphs in onnxruntime on the CPU (fp32, or dynamic int8; "
                    "needs medmem[onnx]; docs/export.md) [torch]")
 @click.option("--precision", default="auto", type=click.Choice(["auto", "fp32", "bf16"]),
-              help="autocast precision of the PyTorch backend: auto = bf16 on CUDA, fp32 elsewhere; bf16 on the CPU "
-                   "is fast only where the CPU has native bf16 (AVX512-BF16/AMX; docs/speed.md) [auto]")
+              help="autocast precision of the PyTorch backend: auto = bf16 on CUDA and on CPUs with native bf16 "
+                   "(AVX512-BF16/AMX), fp32 elsewhere; fp32 = outputs equal to the official predictor; bf16 on a CPU "
+                   "without native bf16 is emulated and slow (docs/speed.md) [auto]")
 @click.option("--overlay", type=click.Path(path_type=Path), help="PNG mosaic of slices with contours")
 @click.option("--report", type=click.Path(path_type=Path), help="JSON report with per-slice confidence")
 @click.option("--reference", "reference", callback=lambda ctx, param, v: None if v is None else _resolve_input(v),
