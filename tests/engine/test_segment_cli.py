@@ -217,13 +217,10 @@ def test_axes_fuse_orientations_from_a_3d_box(tmp_path, weights):
     assert sitk.ReadImage(str(out)).GetSize() == (48, 40, 10) and (tmp_path / "ov.png").exists()
 
 
-def test_segment_precision_option(tmp_path, weights):
+def test_segment_precision_option(tmp_path, weights, monkeypatch):
     """--precision bf16 runs the PyTorch backend under bf16 autocast and says so in the report; fp32 runs fp32;
-    auto is bf16 on a CPU with native bf16 and fp32 on others; bf16 with an onnxruntime backend is refused in one
-    line, before any output."""
-    from medmem.engine.autocast import cpu_has_native_bf16
-
-    want = {"auto": "bf16" if cpu_has_native_bf16() else "fp32", "fp32": "fp32", "bf16": "bf16"}
+    auto is fp32 on the CPU; bf16 with an onnxruntime backend is refused in one line, before any output."""
+    want = {"auto": "fp32", "fp32": "fp32", "bf16": "bf16"}
     _ct(tmp_path / "ct.nii.gz")
     base = ["segment", str(tmp_path / "ct.nii.gz"), "--box", "12,10,40,30", "--slice", "5", "--axis", "0",
             "--checkpoint", str(weights), "--device", "cpu", "--quiet"]
@@ -235,6 +232,14 @@ def test_segment_precision_option(tmp_path, weights):
         assert json.loads(rep.read_text())["precision"] == want[p]
         masks[p] = sitk.GetArrayFromImage(sitk.ReadImage(str(out)))
     assert masks["auto"].shape == masks["bf16"].shape
+    from medmem.engine import autocast
+
+    for native, noted in ((False, True), (True, False)):  # emulated bf16 is said to be slow, native is not
+        monkeypatch.setattr(autocast, "cpu_has_native_bf16", lambda native=native: native)
+        res = CliRunner().invoke(main, ["segment", str(tmp_path / "ct.nii.gz"), "--box", "12,10,40,30", "--slice", "5",
+                                        "--axis", "0", "--checkpoint", str(weights), "--device", "cpu",
+                                        "--out", str(tmp_path / f"n{native}.nii.gz"), "--precision", "bf16"])
+        assert res.exit_code == 0 and ("no native bf16" in res.output) == noted
     res = CliRunner().invoke(main, base + ["--out", str(tmp_path / "x.nii.gz"), "--precision", "bf16",
                                            "--backend", "onnxruntime"])
     assert res.exit_code != 0 and "--precision bf16 applies to the PyTorch backend" in res.output

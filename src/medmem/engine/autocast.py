@@ -1,5 +1,4 @@
-"""Mixed precision keyed on the device type. The Python API runs fp32 on the CPU unless asked (outputs equal the
-official predictor's); the CLI's `--precision auto` also picks bf16 on CPUs with native bf16 (`precision_dtype`)."""
+"""Mixed precision keyed on the device type: bf16 on CUDA by default, fp32 elsewhere unless asked."""
 from __future__ import annotations
 
 import contextlib
@@ -33,19 +32,14 @@ def cpu_has_native_bf16() -> bool:
     return False
 
 
-def precision_dtype(precision: str, device: Optional[torch.device] = None) -> Optional[torch.dtype]:
-    """A precision name → the autocast dtype to ask for on `device` (default: the CPU).
-
-    "auto": bf16 on CUDA (where supported) and on a CPU with native bf16 (there the default model's Dice stays
-    within 0.001 of fp32 at 1.3x the speed: `benchmarks/results_precision_cpu_amx.json`), fp32 elsewhere;
-    "fp32" float32 (equal to the official predictor); "bf16" bfloat16 everywhere (on a CPU without native bf16:
-    emulated, slow)."""
+def precision_dtype(precision: str) -> Optional[torch.dtype]:
+    """A precision name → the autocast dtype to ask for: "auto" None (bf16 on CUDA, fp32 on the CPU), "fp32"
+    float32 (equal to the official predictor), "bf16" bfloat16, on the CPU as well: fast where the CPU has native
+    bf16 (`cpu_has_native_bf16`; there the default model's Dice stays within 0.001 of fp32 at 0.76x the time,
+    `benchmarks/results_precision_cpu_amx.json`), emulated and slow elsewhere."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
-    if precision == "auto":
-        dev = torch.device(device) if device is not None else torch.device("cpu")
-        return torch.bfloat16 if dev.type == "cpu" and cpu_has_native_bf16() else None
-    return {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+    return {"auto": None, "fp32": torch.float32, "bf16": torch.bfloat16}[precision]
 
 
 def precision_name(device: torch.device, dtype: Optional[torch.dtype]) -> str:

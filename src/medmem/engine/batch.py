@@ -176,7 +176,7 @@ def run_segmentation(model, vol, objects: list, opts: SegmentOptions, progress: 
     """`segment_volume`, or `segment_multi_axis` with --axes: the one Segmentation of a case."""
     from .autocast import precision_dtype
 
-    dtype = precision_dtype(opts.precision, model.device)
+    dtype = precision_dtype(opts.precision)
     if opts.axes:
         from .multi_axis import segment_multi_axis
 
