@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 import medmem
+from medmem.data.prompt_sim import mask_to_box
 from medmem.eval.metrics import dice
 
 
@@ -55,8 +56,7 @@ def main() -> None:
     torch.set_grad_enabled(False)
     vol, gt = phantom(a.slices)
     mid = a.slices // 2
-    ys, xs = np.nonzero(gt[mid])
-    box = [float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())]
+    box = [float(v) for v in mask_to_box(gt[mid])]
     whole = medmem.build_model("medmem_lite_256", pretrained=True, device="cpu")
     region = medmem.build_model("medmem_lite_256", pretrained=True, device="cpu")
     region.cfg = dataclasses.replace(region.cfg, region_size=a.region_size)

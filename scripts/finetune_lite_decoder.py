@@ -265,8 +265,6 @@ def write_outputs(model, out: Path) -> None:
     shipped: fp16 differences to LiteMedSAM's decoder, `medmem.pretrained.write_trained_parts`) and
     OUT/model.safetensors (the whole model with medmem_lite_ft_256's config, for `--checkpoint` and the
     comparison scripts; never shipped: it holds LiteMedSAM's weights)."""
-    import dataclasses
-
     from safetensors.torch import save_file
 
     from medmem.atomic import atomic_path

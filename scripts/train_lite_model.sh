@@ -10,9 +10,7 @@ cd "$(dirname "$0")/.."
 STEPS=${1:-600}
 PY=.venv/bin/python
 MM=.venv/bin/medmem
-T3D=ct_liver_tumor,ct_kidney,ct_aorta,ct_lung_nodule,ct_abdomen_multi,ct_vertebrae,ct_body,mri_brain_tumor,\
-mri_brain,mri_hippocampus,mri_cardiac,mri_prostate,us_echo_lv
-[ -f runs/lite3d/manifest.json ] || "$MM" data synth runs/lite3d --seed 0 --size 96 --cases-per-task 4 --tasks "$T3D"
+source scripts/lite_data.sh  # runs/lite3d
 [ -f runs/lite_init.safetensors ] || "$PY" -c "from medmem.pretrained import write_lite_init; write_lite_init('runs/lite_init.safetensors')"
 # 26 training volumes, 588 slices: their LiteMedSAM features are computed once and kept in RAM (--encoder-cache)
 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} "$MM" train --data runs/lite3d/manifest.json --config medmem_lite_mem_256 \

@@ -184,6 +184,16 @@ def segment_cmd(input_path: Path, out: Path, prompts_file, box, slice_idx, point
         restore()
 
 
+def _note_emulated_bf16(model, precision: str, quiet: bool):
+    """The model, after a note on stderr when --precision bf16 will run emulated (a CPU without AVX512-BF16/AMX)."""
+    from .autocast import cpu_has_native_bf16
+
+    if precision == "bf16" and not quiet and model.device.type == "cpu" and not cpu_has_native_bf16():
+        click.echo("note: this CPU has no native bf16 (AVX512-BF16 / AMX): --precision bf16 is emulated here and "
+                   "several times slower than fp32", err=True)
+    return model
+
+
 def _segment(input_path: Path, out: Path, prompts_file, box, slice_idx, points, policy, policy_opts, axis, axes,
              direction, intensity, checkpoint, config, model_name, device, overlay, report, reference, quiet,
              backend: str = "torch", precision: str = "auto") -> None:
@@ -203,14 +213,6 @@ def _segment(input_path: Path, out: Path, prompts_file, box, slice_idx, points, 
     if precision == "bf16" and backend != "torch":
         raise click.ClickException(f"--precision bf16 applies to the PyTorch backend; --backend {backend} has its own "
                                    "precision (onnxruntime: fp32, onnxruntime-int8: int8)")
-    if precision == "bf16" and not quiet:
-        import torch
-
-        from .autocast import cpu_has_native_bf16
-
-        if (device == "cpu" or (device is None and not torch.cuda.is_available())) and not cpu_has_native_bf16():
-            click.echo("note: this CPU has no native bf16 (AVX512-BF16 / AMX): --precision bf16 is emulated here and "
-                       "several times slower than fp32", err=True)
     try:
         cases, batch = list_cases(input_path)
     except BatchError as e:
@@ -231,7 +233,9 @@ def _segment(input_path: Path, out: Path, prompts_file, box, slice_idx, points, 
     if batch:
         if (box or points) and prompts_file is None and os.environ.get("RANK", "0") == "0":
             click.echo("note: the same --box/--point prompts are used for every case", err=True)
-        run_batch(cases, out, opts, lambda dev: _load_model(checkpoint, config, dev, model_name, backend),
+        run_batch(cases, out, opts,
+                  lambda dev: _note_emulated_bf16(_load_model(checkpoint, config, dev, model_name, backend), precision,
+                                                  quiet),
                   device=device, quiet=quiet)
         return
     case = cases[0]
@@ -239,7 +243,7 @@ def _segment(input_path: Path, out: Path, prompts_file, box, slice_idx, points, 
         vol = _read(case.image)
         check_mask_output(out, vol)
         objects = case_objects(vol, case, opts)
-        model = _load_model(checkpoint, config, device, model_name, backend)
+        model = _note_emulated_bf16(_load_model(checkpoint, config, device, model_name, backend), precision, quiet)
         result = run_segmentation(model, vol, objects, opts, progress=not quiet)
         labels, rep = result.labels, result.report
         if reference is not None:

@@ -52,7 +52,9 @@ def follow(protos: Tuple[torch.Tensor, torch.Tensor], feats: torch.Tensor, mask_
            momentum: float) -> Tuple[torch.Tensor, torch.Tensor]:
     """Prototypes moved towards a present slice's own: p ← (1 - momentum) p + momentum p_slice, each of
     (object, surroundings); unchanged when the slice's mask is empty or has no surroundings."""
+    if momentum <= 0:
+        return protos
     cur = prototypes(feats, mask_logits)
-    if cur is None or momentum <= 0:
+    if cur is None:
         return protos
     return tuple((1 - momentum) * p + momentum * c for p, c in zip(protos, cur))

@@ -500,10 +500,9 @@ class VolumeSession:
         """Presence of the decoded mask (engine/presence.py) against this pass's prototypes; on a present slice,
         with `cfg.prototype_momentum` = a > 0, the prototypes move towards this slice's: p ← (1 - a) p + a p_s
         (an object's look changes along its extent; the prompted slice's alone go stale far from it)."""
-        protos = obj.pass_prototypes if obj.pass_prototypes is not None else obj.prototypes
-        present = looks_present(feats, mask_logits, protos)
-        if present and self.model.cfg.prototype_momentum > 0:
-            obj.pass_prototypes = follow(protos, feats, mask_logits, self.model.cfg.prototype_momentum)
+        present = looks_present(feats, mask_logits, obj.pass_prototypes)
+        if present:
+            obj.pass_prototypes = follow(obj.pass_prototypes, feats, mask_logits, self.model.cfg.prototype_momentum)
         return present
 
     def _track(self, obj: _Object, s: int, reverse: bool, feats) -> None:
