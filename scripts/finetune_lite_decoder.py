@@ -75,9 +75,24 @@ def gamma_augment(image: np.ndarray, rng: np.random.Generator, lo: float, hi: fl
     return (unit ** rng.uniform(lo, hi) * (b - a) + a).astype(np.float32)
 
 
-def build_features(model, manifests, out: Path, every: int, max_cases: int, gamma=(1.0, 1.0)) -> dict:
+def skull_strip(image: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The head with everything outside the (randomly dilated, 0-2 voxels) brain label set to the volume's
+    minimum, as skull-stripping tools leave brain MRI (BraTS-style data, templates); the label is unchanged."""
+    from scipy.ndimage import binary_dilation
+
+    keep = label > 0
+    d = int(rng.integers(0, 3))
+    if d:
+        keep = binary_dilation(keep, iterations=d)
+    return np.where(keep, image, image.min()).astype(np.float32)
+
+
+def build_features(model, manifests, out: Path, every: int, max_cases: int, gamma=(1.0, 1.0),
+                   strip=None) -> dict:
     """Encoder outputs (N, 256, 64, 64) fp16 of selected slices + their labels (N, 256, 256) (nearest resize) and
-    kinds; and of one region per slice (region tracking): (N, 256, 32, 32) + that object's mask (N, 128, 128)."""
+    kinds; and of one region per slice (region tracking): (N, 256, 32, 32) + that object's mask (N, 128, 128).
+    strip: None, or (LO, HI): mri_brain volumes are also added skull-stripped (`skull_strip`) through a random
+    gamma in [LO, HI]."""
     path = out / "features.pt"
     if path.is_file():
         return torch.load(path)
@@ -94,39 +109,49 @@ def build_features(model, manifests, out: Path, every: int, max_cases: int, gamm
             per_task[case.task] = per_task.get(case.task, 0) + 1
             fg = np.nonzero(case.label.reshape(case.label.shape[0], -1).any(1))[0]
             zs = fg[::every]
-            img = gamma_augment(case.image, rng, *gamma) if case.task in WHOLE_TASKS else case.image
-            x = prepare_slices(img, SIZE)[zs]
-            with torch.inference_mode():
-                for i in range(0, len(zs), 4):
-                    embeds.append(model.encode_image(x[i:i + 4]).vision_feats.half())
+            variants = [("", gamma_augment(case.image, rng, *gamma) if case.task in WHOLE_TASKS else case.image)]
+            if strip is not None and case.task == "mri_brain":
+                stripped = skull_strip(case.image, case.label, rng)
+                variants.append(("/strip", gamma_augment(stripped, rng, *strip)))
             lab = torch.as_tensor(case.label[zs].astype(np.uint8))[:, None].float()
             lab = F.interpolate(lab, (SIZE, SIZE), mode="nearest")[:, 0].to(torch.uint8)
-            for j, z in enumerate(zs):
-                e, mk = region_sample(model, x[j], lab[j].numpy(), rng, case.task in WHOLE_TASKS)
-                rembeds.append(e)
-                rmasks.append(mk)
-                labels.append(lab[j])
-                whole.append(case.task in WHOLE_TASKS)
-                names.append(f"{case.id}:{int(z)}")
-            print(json.dumps(dict(case=case.id, slices=len(zs), total=len(names), seconds=round(time.time() - t0, 1))),
-                  flush=True)
+            for tag, img in variants:
+                x = prepare_slices(img, SIZE)[zs]
+                with torch.inference_mode():
+                    for i in range(0, len(zs), 4):
+                        embeds.append(model.encode_image(x[i:i + 4]).vision_feats.half())
+                for j, z in enumerate(zs):
+                    e, mk = region_sample(model, x[j], lab[j].numpy(), rng, case.task in WHOLE_TASKS)
+                    rembeds.append(e)
+                    rmasks.append(mk)
+                    labels.append(lab[j])
+                    whole.append(case.task in WHOLE_TASKS)
+                    names.append(f"{case.id}{tag}:{int(z)}")
+                print(json.dumps(dict(case=case.id + tag, slices=len(zs), total=len(names),
+                                      seconds=round(time.time() - t0, 1))), flush=True)
     feats = dict(embed=torch.cat(embeds), label=torch.stack(labels), whole=torch.tensor(whole), names=names,
                  region_embed=torch.cat(rembeds), region_mask=torch.stack(rmasks))
     torch.save(feats, path)
     return feats
 
 
-def sample_boxes(label: np.ndarray, rng: np.random.Generator, whole: bool):
-    """A random object of the slice, its mask, and a box around it grown by 0-15 % and jittered (as box
-    tracking and users give them); inclusive pixel corners."""
+def sample_boxes(label: np.ndarray, rng: np.random.Generator, whole: bool, tight_frac: float = 0.0,
+                 loose_frac: float = 0.0):
+    """A random object of the slice, its mask, and a box around it grown by 0-15 % and jittered by ±5 % (as box
+    tracking gives them); with probability `tight_frac` a tight box instead, as users draw them (grown by 0-3 %,
+    jittered by ±2 %), else with probability `loose_frac` a loose one (each side moved out by 0-25 % of the
+    object's size, as where an object shrinks from the tracked slice to the next); inclusive pixel corners."""
     ids = [int(v) for v in np.unique(label) if v != 0]
     lab = ids[0] if whole else int(rng.choice(ids))
     mask = label == lab
     x0, y0, x1, y1 = _box(mask)
     w, h = x1 - x0 + 1, y1 - y0 + 1
-    g = rng.uniform(0.0, 0.15)
-    j = rng.uniform(-0.05, 0.05, 4) * np.array([w, h, w, h])
+    tight = tight_frac > 0 and rng.random() < tight_frac
+    g = rng.uniform(0.0, 0.03 if tight else 0.15)
+    j = rng.uniform(-1.0, 1.0, 4) * (0.02 if tight else 0.05) * np.array([w, h, w, h])
     b = np.array([x0 - g * w / 2, y0 - g * h / 2, x1 + g * w / 2, y1 + g * h / 2]) + j
+    if not tight and loose_frac > 0 and rng.random() < loose_frac:
+        b = b + rng.uniform(0.0, 0.25, 4) * np.array([-w, -h, w, h])
     hh, ww = label.shape
     b = np.clip(b, 0, [ww - 1, hh - 1, ww - 1, hh - 1])
     return mask, b
@@ -172,6 +197,11 @@ def main() -> None:
     ap.add_argument("--whole-frac", type=float, default=0.5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--gamma", default="1,1", help="LO,HI: random gamma of whole-organ volumes (1,1: none)")
+    ap.add_argument("--tight-frac", type=float, default=0.0, help="share of tight boxes (as users draw them)")
+    ap.add_argument("--loose-frac", type=float, default=0.0,
+                    help="share of loose boxes (sides out by up to 25 %%: an object shrinking along the volume)")
+    ap.add_argument("--strip", default=None, metavar="LO,HI",
+                    help="add skull-stripped copies of the mri_brain volumes, through a random gamma in [LO, HI]")
     ap.add_argument("--also-features", nargs="*", default=[], help="features.pt files of earlier runs, added")
     ap.add_argument("--init-decoder", default=None, help="start from this decoder (decoder.safetensors)")
     a = ap.parse_args()
@@ -180,7 +210,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     model = medmem.build_model("medmem_lite_256", pretrained=True).eval()
     teacher = medmem.build_model("medmem_lite_256", pretrained=True).eval()
-    feats = build_features(teacher, a.data, out, a.every, a.max_cases, tuple(float(v) for v in a.gamma.split(",")))
+    feats = build_features(teacher, a.data, out, a.every, a.max_cases, tuple(float(v) for v in a.gamma.split(",")),
+                           None if a.strip is None else tuple(float(v) for v in a.strip.split(",")))
     for extra in a.also_features:
         more = torch.load(extra)
         feats = {k: (feats[k] + more[k]) if isinstance(feats[k], list) else torch.cat([feats[k], more[k]])
@@ -237,10 +268,13 @@ def main() -> None:
         is_whole = torch.zeros(a.batch, dtype=torch.bool)
         is_whole[:nw] = True
         # the whole slice (prompted slices, 2D images) ...
-        masks, boxes = zip(*[sample_boxes(feats["label"][i].numpy(), rng, bool(feats["whole"][i])) for i in idx])
+        masks, boxes = zip(*[sample_boxes(feats["label"][i].numpy(), rng, bool(feats["whole"][i]), a.tight_frac,
+                                           a.loose_frac)
+                              for i in idx])
         full = part(feats["embed"][idx].float(), masks, np.stack(boxes), is_whole)
         # ... and regions around the object (propagated slices with region tracking)
-        masks, boxes = zip(*[sample_boxes(feats["region_mask"][i].numpy(), rng, True) for i in idx])
+        masks, boxes = zip(*[sample_boxes(feats["region_mask"][i].numpy(), rng, True, a.tight_frac, a.loose_frac)
+                              for i in idx])
         reg = part(feats["region_embed"][idx].float(), masks, np.stack(boxes), is_whole)
         loss = torch.cat([full[0], reg[0]]).mean()
         rec = dict(step=step + 1, lr=round(lr, 7), loss=round(loss.item(), 4), whole_dice=round(full[1], 4),
