@@ -148,7 +148,8 @@ def sample_boxes(label: np.ndarray, rng: np.random.Generator, whole: bool, tight
     w, h = x1 - x0 + 1, y1 - y0 + 1
     tight = tight_frac > 0 and rng.random() < tight_frac
     g = rng.uniform(0.0, 0.03 if tight else 0.15)
-    j = rng.uniform(-1.0, 1.0, 4) * (0.02 if tight else 0.05) * np.array([w, h, w, h])
+    s = 0.02 if tight else 0.05
+    j = rng.uniform(-s, s, 4) * np.array([w, h, w, h])
     b = np.array([x0 - g * w / 2, y0 - g * h / 2, x1 + g * w / 2, y1 + g * h / 2]) + j
     if not tight and loose_frac > 0 and rng.random() < loose_frac:
         b = b + rng.uniform(0.0, 0.25, 4) * np.array([-w, -h, w, h])
@@ -185,6 +186,12 @@ def soft_dice(logits, target):
     return 1 - (2 * (p * t).sum(1) + 1) / (p.sum(1) + t.sum(1) + 1)
 
 
+def _range(text: str) -> tuple:
+    """"LO,HI" → (LO, HI) floats."""
+    lo, hi = (float(v) for v in text.split(","))
+    return lo, hi
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", nargs="+", default=["runs/lite3d/manifest.json", "runs/medbank_whole/manifest.json"])
@@ -210,8 +217,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     model = medmem.build_model("medmem_lite_256", pretrained=True).eval()
     teacher = medmem.build_model("medmem_lite_256", pretrained=True).eval()
-    feats = build_features(teacher, a.data, out, a.every, a.max_cases, tuple(float(v) for v in a.gamma.split(",")),
-                           None if a.strip is None else tuple(float(v) for v in a.strip.split(",")))
+    feats = build_features(teacher, a.data, out, a.every, a.max_cases, _range(a.gamma),
+                           None if a.strip is None else _range(a.strip))
     for extra in a.also_features:
         more = torch.load(extra)
         feats = {k: (feats[k] + more[k]) if isinstance(feats[k], list) else torch.cat([feats[k], more[k]])
