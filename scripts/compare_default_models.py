@@ -15,6 +15,13 @@ The data (test split of each): runs/lite3d as scripts/train_lite_model.sh makes 
     medmem data synth runs/lite2d --seed 1 --size 256 --cases-per-task 3 --tasks us_breast_lesion,\
       us_thyroid_nodule,xray_chest,xray_clavicle,endoscopy_polyp,endoscopy_instrument,dermoscopy_lesion,\
       fundus_disc_cup,microscopy_nuclei,microscopy_glands
+
+A larger validation set, made only for comparing models (no model trains on these seeds; all cases count,
+`--split all`): 39 3D volumes and 36 2D objects,
+    medmem data synth runs/val3d --seed 21 --size 96 --cases-per-task 3 --tasks <runs/lite3d's 13 tasks>
+    medmem data synth runs/val2d --seed 22 --size 256 --cases-per-task 3 --tasks <runs/lite2d's 10 tasks>
+    python scripts/compare_default_models.py --split all --model ... --data3d runs/val3d/manifest.json \
+        --data2d runs/val2d/manifest.json --out ...
 """
 from __future__ import annotations
 
@@ -44,7 +51,7 @@ def run_model(model, a) -> dict:
     print(json.dumps({"mni152": out["mni152_readme_box"]}), flush=True)
     if a.data3d:
         rows = {}
-        for case in load_manifest(a.data3d, split="test"):
+        for case in load_manifest(a.data3d, split=_split(a.split)):
             if case.dims != 3:
                 continue
             lab = min(int(v) for v in np.unique(case.label) if v != 0)
@@ -55,7 +62,7 @@ def run_model(model, a) -> dict:
             out["synthetic_3d"]["mean_box_every_slice"] = _mean(rows, "box_every_slice_dice")
     if a.data2d:
         rows = {}
-        for case in load_manifest(a.data2d, split="test"):
+        for case in load_manifest(a.data2d, split=_split(a.split)):
             if case.dims != 2:
                 continue
             for lab in sorted(int(v) for v in np.unique(case.label) if v != 0):
@@ -63,6 +70,11 @@ def run_model(model, a) -> dict:
         out["synthetic_2d"] = dict(cases=rows, mean_dice=_mean(rows, "dice"), mean_baseline=_mean(rows, "baseline_dice"))
         print(json.dumps({k: v for k, v in out["synthetic_2d"].items() if k != "cases"}), flush=True)
     return out
+
+
+def _split(name: str):
+    """The manifest split to evaluate: a split's name, or "all" (every case: a set made only for validation)."""
+    return None if name == "all" else name
 
 
 def _mean(rows: dict, key: str) -> float:
@@ -89,6 +101,8 @@ def main() -> None:
     ap.add_argument("--data3d", default=None)
     ap.add_argument("--data2d", default=None)
     ap.add_argument("--every-slice", action="store_true")
+    ap.add_argument("--split", default="test",
+                    help="cases to evaluate: a split of the manifests, or 'all' (a set generated only for validation)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     import sys

@@ -192,6 +192,14 @@ def _range(text: str) -> tuple:
     return lo, hi
 
 
+def _per_part(text: str) -> tuple:
+    """"F" → (F, F); "F,R" → (F, R): a share for whole slices and one for regions."""
+    v = [float(x) for x in text.split(",")]
+    if len(v) not in (1, 2) or not all(0.0 <= x <= 1.0 for x in v):
+        raise SystemExit(f"expected F or F,R with shares in [0, 1], got {text!r}")
+    return (v[0], v[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", nargs="+", default=["runs/lite3d/manifest.json", "runs/medbank_whole/manifest.json"])
@@ -204,14 +212,17 @@ def main() -> None:
     ap.add_argument("--whole-frac", type=float, default=0.5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--gamma", default="1,1", help="LO,HI: random gamma of whole-organ volumes (1,1: none)")
-    ap.add_argument("--tight-frac", type=float, default=0.0, help="share of tight boxes (as users draw them)")
-    ap.add_argument("--loose-frac", type=float, default=0.0,
-                    help="share of loose boxes (sides out by up to 25 %%: an object shrinking along the volume)")
+    ap.add_argument("--tight-frac", default="0", metavar="F[,R]",
+                    help="share of tight boxes (as users draw them); F,R: F on whole slices, R on regions")
+    ap.add_argument("--loose-frac", default="0", metavar="F[,R]",
+                    help="share of loose boxes (sides out by up to 25 %%: an object shrinking along the volume); "
+                         "F,R: F on whole slices (prompted slices, 2D images), R on regions (tracked slices)")
     ap.add_argument("--strip", default=None, metavar="LO,HI",
                     help="add skull-stripped copies of the mri_brain volumes, through a random gamma in [LO, HI]")
     ap.add_argument("--also-features", nargs="*", default=[], help="features.pt files of earlier runs, added")
     ap.add_argument("--init-decoder", default=None, help="start from this decoder (decoder.safetensors)")
     a = ap.parse_args()
+    tight, loose = _per_part(a.tight_frac), _per_part(a.loose_frac)
     torch.manual_seed(a.seed)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -275,12 +286,12 @@ def main() -> None:
         is_whole = torch.zeros(a.batch, dtype=torch.bool)
         is_whole[:nw] = True
         # the whole slice (prompted slices, 2D images) ...
-        masks, boxes = zip(*[sample_boxes(feats["label"][i].numpy(), rng, bool(feats["whole"][i]), a.tight_frac,
-                                           a.loose_frac)
+        masks, boxes = zip(*[sample_boxes(feats["label"][i].numpy(), rng, bool(feats["whole"][i]), tight[0],
+                                           loose[0])
                               for i in idx])
         full = part(feats["embed"][idx].float(), masks, np.stack(boxes), is_whole)
         # ... and regions around the object (propagated slices with region tracking)
-        masks, boxes = zip(*[sample_boxes(feats["region_mask"][i].numpy(), rng, True, a.tight_frac, a.loose_frac)
+        masks, boxes = zip(*[sample_boxes(feats["region_mask"][i].numpy(), rng, True, tight[1], loose[1])
                               for i in idx])
         reg = part(feats["region_embed"][idx].float(), masks, np.stack(boxes), is_whole)
         loss = torch.cat([full[0], reg[0]]).mean()
