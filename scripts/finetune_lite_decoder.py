@@ -194,7 +194,10 @@ def _range(text: str) -> tuple:
 
 def _per_part(text: str) -> tuple:
     """"F" → (F, F); "F,R" → (F, R): a share for whole slices and one for regions."""
-    v = [float(x) for x in text.split(",")]
+    try:
+        v = [float(x) for x in text.split(",")]
+    except ValueError:
+        v = []
     if len(v) not in (1, 2) or not all(0.0 <= x <= 1.0 for x in v):
         raise SystemExit(f"expected F or F,R with shares in [0, 1], got {text!r}")
     return (v[0], v[-1])
