@@ -18,8 +18,9 @@ The data (test split of each): runs/lite3d as scripts/train_lite_model.sh makes 
 
 A larger validation set, made only for comparing models (no model trains on these seeds; all cases count,
 `--split all`): 39 3D volumes and 36 2D objects,
-    medmem data synth runs/val3d --seed 21 --size 96 --cases-per-task 3 --tasks <runs/lite3d's 13 tasks>
-    medmem data synth runs/val2d --seed 22 --size 256 --cases-per-task 3 --tasks <runs/lite2d's 10 tasks>
+    source scripts/lite_data.sh   # LITE3D_TASKS (and runs/lite3d)
+    medmem data synth runs/val3d --seed 21 --size 96 --cases-per-task 3 --tasks "$LITE3D_TASKS"
+    medmem data synth runs/val2d --seed 22 --size 256 --cases-per-task 3 --tasks <the 10 tasks of runs/lite2d above>
     python scripts/compare_default_models.py --split all --model ... --data3d runs/val3d/manifest.json \
         --data2d runs/val2d/manifest.json --out ...
 """
