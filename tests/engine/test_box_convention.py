@@ -33,7 +33,14 @@ def case(tmp_path_factory, tiny_model, blob_volume):
     return d, read_volume(d / "v.nii.gz"), weights
 
 
-def test_the_same_box_gives_the_same_mask_through_every_entry_point(case, tiny_model):
+@pytest.mark.parametrize("cpu_bf16", ["0", "1"])
+def test_the_same_box_gives_the_same_mask_through_every_entry_point(case, tiny_model, cpu_bf16, monkeypatch):
+    """Also where "auto" precision is bf16 on the CPU (a CPU with native bf16; forced here by MEDMEM_CPU_BF16=1):
+    every entry point follows the one rule (engine/autocast.py), so the masks still agree."""
+    from medmem.engine.autocast import precision_name
+
+    monkeypatch.setenv("MEDMEM_CPU_BF16", cpu_bf16)
+    assert precision_name(torch.device("cpu"), None) == {"0": "fp32", "1": "bf16"}[cpu_bf16]
     d, vol, weights = case
     # 1. Python API
     sess = VolumeSession(tiny_model, vol, axis=0)
@@ -50,8 +57,9 @@ def test_the_same_box_gives_the_same_mask_through_every_entry_point(case, tiny_m
 
     r = CliRunner().invoke(main, ["segment", str(d / "v.nii.gz"), "--box", ",".join(f"{v:g}" for v in BOX),
                                   "--slice", str(SLICE), "--axis", "0", "--checkpoint", str(weights),
-                                  "--out", str(d / "cli.nii.gz"), "--quiet"])
+                                  "--out", str(d / "cli.nii.gz"), "--report", str(d / "cli.json"), "--quiet"])
     assert r.exit_code == 0, r.output
+    assert json.loads((d / "cli.json").read_text())["precision"] == precision_name(torch.device("cpu"), None)
     cli = read_volume(d / "cli.nii.gz").array > 0
     for name, m in (("segment_volume", res.sliced[SLICE] > 0), ("prompt file", from_file.sliced[SLICE] > 0),
                     ("CLI", cli[SLICE])):

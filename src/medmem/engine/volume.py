@@ -100,7 +100,8 @@ class VolumeSession:
         plus, for bank policies, ``bank`` (a `MemoryBank` or a saved bank's path: shared by every
         object), ``share_bank`` (one bank for all objects) and ``save_bank`` (path written after
         every `propagate()`).
-        dtype: autocast dtype (default bf16 on CUDA); storage_dtype: dtype of stored mask memories.
+        dtype: autocast dtype (default: `engine.autocast.resolve_dtype`, bf16 on CUDA and on CPUs with
+        native bf16, fp32 elsewhere); storage_dtype: dtype of stored mask memories.
         frames: advanced — a ready frame source (`TensorFrameSource`) instead of `volume`.
         backend: "torch", "onnxruntime" or "onnxruntime-int8" (`medmem.export.as_backend`; CPU)."""
         if backend != "torch":
