@@ -66,10 +66,10 @@ def cpu_has_native_bf16() -> bool:
 
 def precision_dtype(precision: str) -> Optional[torch.dtype]:
     """A precision name → the autocast dtype to ask for: "auto" None (`resolve_dtype`: bf16 on CUDA and on CPUs
-    with native bf16, fp32 on other CPUs), "fp32"
-    float32 (equal to the official predictor), "bf16" bfloat16, on the CPU as well: fast where the CPU has native
-    bf16 (`cpu_has_native_bf16`; there the default model's Dice stays within 0.001 of fp32 at 0.76x the time,
-    `benchmarks/results_precision_cpu_amx.json`), emulated and slow elsewhere."""
+    with native bf16, fp32 on other CPUs), "fp32" float32 (equal to the official predictor), "bf16" bfloat16, on
+    the CPU as well: fast where the CPU has native bf16 (`cpu_has_native_bf16`; there the default model's Dice
+    stays within 0.001 of fp32 at 0.76x the time, `benchmarks/results_precision_cpu_amx.json`), emulated and
+    slow elsewhere."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     return {"auto": None, "fp32": torch.float32, "bf16": torch.bfloat16}[precision]

@@ -67,8 +67,8 @@ class ImagePredictor:
     def __init__(self, model: SAM2Model, *, intensity: Intensity = "auto", resize_mode: ResizeMode = "stretch",
                  mask_threshold: float = 0.0, dtype: Optional[torch.dtype] = None, backend: str = "torch") -> None:
         """intensity: how pixels are scaled to [0, 1] (see `medmem.preprocess.to_unit_range`; a CT
-        window name for HU images). dtype: autocast dtype (default: `engine.autocast.resolve_dtype`, bf16 on CUDA and on CPUs
-        with native bf16, fp32 elsewhere).
+        window name for HU images). dtype: autocast dtype (default: `engine.autocast.resolve_dtype`, bf16
+        on CUDA and on CPUs with native bf16, fp32 elsewhere).
         backend: "torch", "onnxruntime" or "onnxruntime-int8" (`medmem.export.as_backend`; CPU)."""
         if backend != "torch":
             from ..export.backend import as_backend
