@@ -15,7 +15,8 @@ Every run goes through the code paths of the CLI and the public API, with no pol
 4. interactive: the CVPR 2025 protocol (`medmem eval-interactive`: box, 5 corrective clicks,
    re-propagation) on the 3D test cases, with each policy.
 
-    medmem data synth runs/mech --size 96 --cases-per-task 3 --seed 3
+    source scripts/task_sets.sh   # MEDBANK24_TASKS: the 24 tasks these figures were made on
+    medmem data synth runs/mech --size 96 --cases-per-task 3 --seed 3 --tasks "$MEDBANK24_TASKS"
     medmem data synth runs/mech2d --size 96 --cases-per-task 10 --seed 3 --tasks <the 11 2D tasks>
     python scripts/experiment_mechanisms.py --data3d runs/mech/manifest.json \
         --data2d runs/mech2d/manifest.json --out docs/experiments_mechanisms.json

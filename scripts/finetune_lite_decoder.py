@@ -4,8 +4,8 @@ LiteMedSAM outlines the distinct structure inside a box; for a box around a whol
 contour) it returns the white matter or an inner part. This fine-tunes its mask decoder (image and prompt
 encoders frozen) on two kinds of samples at once:
 
-- **whole-organ samples** (MedBank-mini's whole-organ tasks `mri_brain`, `ct_body`): the synthetic label is the
-  target (focal x 20 + Dice, SAM's weights);
+- **whole-organ samples** (MedBank-mini's tasks with the `whole_organ` trait: `mri_brain`, `mri_brain_cortex`,
+  `ct_body`): the synthetic label is the target (focal x 20 + Dice, SAM's weights);
 - **keep samples** (every other MedBank-mini task): LiteMedSAM's own mask for the same box is the target
   (binary cross-entropy against its probabilities), so that its behaviour on everything else is kept.
 
@@ -36,11 +36,12 @@ import torch.nn.functional as F
 
 import medmem
 from medmem.data.synth import load_manifest
+from medmem.data.synth_tasks import TASKS
 from medmem.engine.region import region_around
 from medmem.engine.window import grow_box
 from medmem.preprocess import prepare_slices
 
-WHOLE_TASKS = ("mri_brain", "ct_body")
+WHOLE_TASKS = tuple(sorted(n for n, t in TASKS.items() if "whole_organ" in t.traits))  # mri_brain, ct_body, ...
 SIZE = 256
 REGION = 128  # region tracking's encoder input (medmem_lite_ft_256's region_size)
 

@@ -2,6 +2,5 @@
 # the MedBank-mini 3D tasks the LiteMedSAM-based models train and are compared on (runs/lite3d; 13 tasks incl.
 # the whole-organ ones, seed 0, 96 px, 4 cases per task), made once.
 MM=${MM:-.venv/bin/medmem}
-LITE3D_TASKS=ct_liver_tumor,ct_kidney,ct_aorta,ct_lung_nodule,ct_abdomen_multi,ct_vertebrae,ct_body,mri_brain_tumor,\
-mri_brain,mri_hippocampus,mri_cardiac,mri_prostate,us_echo_lv
+source scripts/task_sets.sh  # LITE3D_TASKS
 [ -f runs/lite3d/manifest.json ] || "$MM" data synth runs/lite3d --seed 0 --size 96 --cases-per-task 4 --tasks "$LITE3D_TASKS"

@@ -234,3 +234,21 @@ def test_whole_organ_tasks_include_their_interior(cases):
     for z in range(lab.shape[0]):
         assert not (ndimage.binary_fill_holes(body[z]) & ~body[z]).any()
     assert (img[~body] > 100).any()  # the scanner table is outside the label
+
+
+def test_cortex_brain_has_a_grey_rim_separate_low_parts_and_stripped_cases():
+    # mri_brain_cortex: a grey-matter ribbon darker than the white matter inside it (T1, most cases), several
+    # separate parts on low slices (temporal lobes, cerebellum, brainstem), the brain ends below the top
+    # slice, and most cases are skull-stripped (exact zeros outside the brain)
+    darker_rim = stripped = 0
+    for i in range(6):
+        img, lab, _ = synth.make_case("mri_brain_cortex", i, 0, SMALL)
+        brain = lab == 1
+        rim = brain & ~ndimage.binary_erosion(brain)
+        inner = ndimage.binary_erosion(brain, iterations=3)
+        darker_rim += np.median(img[rim]) < 0.95 * np.median(img[inner])
+        stripped += bool((img[~ndimage.binary_dilation(brain)] == 0).all())
+        n = brain.shape[0]
+        assert not brain[-1].any() and brain[: n // 2].any(), i
+        assert max(ndimage.label(brain[z])[1] for z in range(n // 3)) >= 3, i
+    assert darker_rim >= 4 and stripped >= 2

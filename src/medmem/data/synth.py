@@ -1,6 +1,6 @@
 """MedBank-mini: a small synthetic multi-modality segmentation data set.
 
-24 tasks (`medmem.data.synth_tasks.TASKS`) in 7 modality styles, 2D and 3D, deterministic
+25 tasks (`medmem.data.synth_tasks.TASKS`) in 7 modality styles, 2D and 3D, deterministic
 per seed. `generate` writes::
 
     OUT/manifest.json

@@ -1,4 +1,4 @@
-"""Task definitions of MedBank-mini: 24 segmentation tasks over 7 modality styles.
+"""Task definitions of MedBank-mini: 25 segmentation tasks over 7 modality styles.
 
 Each builder is ``f(rng, size, n_slices) -> (image, label)`` with array-axis order:
 3D (D, H, W), 2D grayscale (H, W), 2D RGB (H, W, 3); ``label`` is uint8 with the task's
@@ -285,6 +285,71 @@ def mri_brain(rng, size, n):
     return R.mri_finish(img, rng, noise=rng.uniform(4.0, 14.0), bias=0.15), brain.astype(np.uint8)
 
 
+def mri_brain_cortex(rng, size, n):
+    """Whole brain whose outer layer is a folded cortical ribbon, as on 1-2 mm T1 templates.
+
+    Grey matter (darker than white matter on T1) lines the brain surface and the walls of thin sulci;
+    below the cerebrum lie the temporal lobes, the cerebellum (with folia) and the brainstem, so a box on
+    a low slice holds separate parts with background between them. Most cases are skull-stripped (zero
+    outside the brain), the others keep CSF, skull and scalp. The label is the whole brain (cortex,
+    sulci, ventricles and deep nuclei inside it included), not the background between its parts.
+    Added to reproduce a failure seen on the bundled MNI152 template (a whole-brain box gave the white
+    matter without the outer cortex) and designed with that template in view."""
+    g = make_grid((n, size, size), rng, warp=0.04)
+    z, y, x = g.coords
+    scale = size / 128.0
+    cz = rng.uniform(0.0, 0.08)  # the cerebrum sits high; its lower lobes and the cerebellum fill the bottom
+    cereb_f = ellipsoid(g, (cz, 0.0, 0.0), (rng.uniform(0.76, 0.86), rng.uniform(0.74, 0.84), rng.uniform(0.6, 0.7)))
+    cereb_f = cereb_f + 0.06 * smooth_noise(g.shape, rng, 5) + 0.12 * np.clip(-(y + 0.2), 0, None) * np.abs(x)
+    z_cut = cz - rng.uniform(0.35, 0.5)  # below it only the temporal lobes are left of the cerebrum
+    cerebrum = (cereb_f < 0) & (z > z_cut)
+    for side in (-1, 1):
+        cerebrum |= blob(g, (z_cut - 0.05, rng.uniform(-0.2, 0.0), side * rng.uniform(0.36, 0.44)),
+                         (0.32, 0.36, 0.17), rng, 0.08) & (cereb_f < 0.05)
+    cerebellum = blob(g, (z_cut - rng.uniform(0.15, 0.25), rng.uniform(0.42, 0.5), 0.0), (0.3, 0.26, 0.5), rng, 0.06)
+    cerebellum &= ~ndimage.binary_dilation(cerebrum, iterations=max(1, int(round(1.5 * scale))))  # tentorium gap
+    stem = ((y - 0.12) ** 2 + x ** 2 < rng.uniform(0.1, 0.14) ** 2) & (z < z_cut + 0.2)
+    brain = cerebrum | cerebellum | stem
+    # sulci: thin clefts of CSF from the surface inwards, and the interhemispheric fissure
+    depth = ndimage.distance_transform_edt(brain)  # voxels to the outside
+    folds = smooth_noise(g.shape, rng, int(rng.integers(16, 24)))
+    sulci = (np.abs(folds) < rng.uniform(0.035, 0.06)) & (depth < rng.uniform(8.0, 14.0) * scale) & cerebrum
+    sulci |= (np.abs(x) < 0.02) & cerebrum & (z > z_cut + 0.1) & (np.abs(y) > rng.uniform(0.1, 0.3))
+    folia = (np.sin(np.sqrt((z - z_cut + 0.2) ** 2 + (y - 0.45) ** 2) * rng.uniform(50, 70)) > 0.55) & cerebellum
+    csf = sulci | ~brain
+    near_csf = ndimage.distance_transform_edt(~csf)
+    ribbon = rng.uniform(2.0, 3.5) * scale
+    gm = brain & ~sulci & (near_csf < ribbon)
+    gm |= folia & ~sulci
+    vent = np.zeros(g.shape, bool)
+    nuclei = np.zeros(g.shape, bool)
+    for side in (-1, 1):
+        vent |= blob(g, (cz + rng.uniform(-0.1, 0.05), -0.08, side * 0.09), (0.28, 0.26, 0.05), rng, 0.1,
+                     angle=side * 0.25)
+        nuclei |= blob(g, (cz - rng.uniform(0.05, 0.15), rng.uniform(-0.05, 0.1), side * 0.2), (0.14, 0.16, 0.08),
+                       rng, 0.1)
+    vent &= cerebrum & ~gm
+    nuclei &= cerebrum & ~gm & ~vent
+    t2 = rng.random() < 0.25
+    gm_v, wm_v, csf_v = (170.0, 120.0, 260.0) if t2 else (160.0, 230.0, 45.0)
+    stripped = rng.random() < 0.6
+    layers = []
+    if not stripped:  # CSF, skull and scalp around the brain (and CSF between its parts)
+        out = ndimage.distance_transform_edt(~brain) / scale
+        layers = [(out < rng.uniform(7.0, 9.0), 190.0 if not t2 else 150.0, 20.0), (out < 5.0, 25.0, 8.0),
+                  (out < 2.0, csf_v, 10.0)]
+    layers += [(brain, wm_v, 10.0), (gm, gm_v, 12.0), (nuclei, 0.5 * (gm_v + wm_v), 10.0),
+               (sulci, csf_v, 10.0), (vent, csf_v, 8.0)]
+    img = R.paint(g.shape, 0.0, layers, rng)
+    s = rng.uniform(0.3, 1.0) * scale  # partial volume: thin sulci blur into the grey matter
+    img = ndimage.gaussian_filter(img, sigma=(0.0, s, s))
+    img = R.mri_finish(img, rng, noise=rng.uniform(2.0, 10.0), bias=0.15)
+    if stripped:
+        keep = ndimage.binary_dilation(brain) if rng.random() < 0.5 else brain  # the mask or 1 voxel beyond
+        img[~keep] = 0
+    return img, brain.astype(np.uint8)
+
+
 def ct_body(rng, size, n):
     """Whole-body contour on CT: everything inside the skin (lungs, organs, bone), not the table."""
     g = make_grid((n, size, size), rng, warp=0.04)
@@ -558,6 +623,9 @@ TASKS: Dict[str, TaskSpec] = {t.name: t for t in [
     _t("mri_brain", "mri", "mri", 3, {1: "brain"}, (1.5, 1.5, 1.5), mri_brain,
        "whole brain (ventricles and sulci included) on a T1/T2-like head, skull-stripped or not", 40,
        traits=("whole_organ", "appear_vanish")),
+    _t("mri_brain_cortex", "mri", "mri", 3, {1: "brain"}, (1.5, 1.5, 1.5), mri_brain_cortex,
+       "whole brain with a folded cortical ribbon, temporal lobes, cerebellum and brainstem; mostly skull-stripped",
+       40, traits=("whole_organ", "appear_vanish")),
     _t("mri_hippocampus", "mri", "mri", 3, {1: "hippocampus"}, (1.0, 1.0, 1.0), mri_hippocampus,
        "two small low-contrast elongated structures", 32, traits=("small", "multi_instance", "low_contrast")),
     _t("mri_cardiac", "mri", "mri", 3, {1: "lv_cavity", 2: "myocardium", 3: "rv_cavity"}, (1.5, 1.5, 8.0),
