@@ -137,11 +137,12 @@ def build_features(model, manifests, out: Path, every: int, max_cases: int, gamm
 
 
 def sample_boxes(label: np.ndarray, rng: np.random.Generator, whole: bool, tight_frac: float = 0.0,
-                 loose_frac: float = 0.0):
+                 loose_frac: float = 0.0, loose_max: float = 0.25):
     """A random object of the slice, its mask, and a box around it grown by 0-15 % and jittered by ±5 % (as box
     tracking gives them); with probability `tight_frac` a tight box instead, as users draw them (grown by 0-3 %,
-    jittered by ±2 %), else with probability `loose_frac` a loose one (each side moved out by 0-25 % of the
-    object's size, as where an object shrinks from the tracked slice to the next); inclusive pixel corners."""
+    jittered by ±2 %), else with probability `loose_frac` a loose one (each side moved out by 0 to `loose_max`
+    (0.25 = 25 %) of the object's size, as where an object shrinks from the tracked slice to the next);
+    inclusive pixel corners."""
     ids = [int(v) for v in np.unique(label) if v != 0]
     lab = ids[0] if whole else int(rng.choice(ids))
     mask = label == lab
@@ -153,7 +154,7 @@ def sample_boxes(label: np.ndarray, rng: np.random.Generator, whole: bool, tight
     j = rng.uniform(-s, s, 4) * np.array([w, h, w, h])
     b = np.array([x0 - g * w / 2, y0 - g * h / 2, x1 + g * w / 2, y1 + g * h / 2]) + j
     if not tight and loose_frac > 0 and rng.random() < loose_frac:
-        b = b + rng.uniform(0.0, 0.25, 4) * np.array([-w, -h, w, h])
+        b = b + rng.uniform(0.0, loose_max, 4) * np.array([-w, -h, w, h])
     hh, ww = label.shape
     b = np.clip(b, 0, [ww - 1, hh - 1, ww - 1, hh - 1])
     return mask, b
@@ -204,6 +205,17 @@ def _per_part(text: str) -> tuple:
     return (v[0], v[-1])
 
 
+def _per_kind(text: str) -> tuple:
+    """"M" → (M, M); "W,K" → (W, K): a non-negative share for whole-organ and one for keep samples."""
+    try:
+        v = [float(x) for x in text.split(",")]
+    except ValueError:
+        v = []
+    if len(v) not in (1, 2) or not all(x >= 0.0 for x in v):
+        raise SystemExit(f"expected M or W,K with shares >= 0, got {text!r}")
+    return (v[0], v[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", nargs="+", default=["runs/lite3d/manifest.json", "runs/medbank_whole/manifest.json"])
@@ -221,12 +233,16 @@ def main() -> None:
     ap.add_argument("--loose-frac", default="0", metavar="F[,R]",
                     help="share of loose boxes (sides out by up to 25 %%: an object shrinking along the volume); "
                          "F,R: F on whole slices (prompted slices, 2D images), R on regions (tracked slices)")
+    ap.add_argument("--loose-max", default="0.25", metavar="W[,K]",
+                    help="a loose box's sides move out by up to this share of the object's size (0.25 = 25 %%); "
+                         "W,K: W for whole-organ samples, K for keep samples")
     ap.add_argument("--strip", default=None, metavar="LO,HI",
                     help="add skull-stripped copies of the mri_brain volumes, through a random gamma in [LO, HI]")
     ap.add_argument("--also-features", nargs="*", default=[], help="features.pt files of earlier runs, added")
     ap.add_argument("--init-decoder", default=None, help="start from this decoder (decoder.safetensors)")
     a = ap.parse_args()
     tight, loose = _per_part(a.tight_frac), _per_part(a.loose_frac)
+    loose_max = _per_kind(a.loose_max)
     torch.manual_seed(a.seed)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -291,11 +307,12 @@ def main() -> None:
         is_whole[:nw] = True
         # the whole slice (prompted slices, 2D images) ...
         masks, boxes = zip(*[sample_boxes(feats["label"][i].numpy(), rng, bool(feats["whole"][i]), tight[0],
-                                           loose[0])
+                                           loose[0], loose_max[0 if feats["whole"][i] else 1])
                               for i in idx])
         full = part(feats["embed"][idx].float(), masks, np.stack(boxes), is_whole)
         # ... and regions around the object (propagated slices with region tracking)
-        masks, boxes = zip(*[sample_boxes(feats["region_mask"][i].numpy(), rng, True, tight[1], loose[1])
+        masks, boxes = zip(*[sample_boxes(feats["region_mask"][i].numpy(), rng, True, tight[1], loose[1],
+                                           loose_max[0 if feats["whole"][i] else 1])
                               for i in idx])
         reg = part(feats["region_embed"][idx].float(), masks, np.stack(boxes), is_whole)
         loss = torch.cat([full[0], reg[0]]).mean()
