@@ -1,9 +1,9 @@
-"""Mixed precision keyed on the device: by default bf16 on CUDA and on CPUs with native bf16, fp32 elsewhere.
+"""Mixed precision keyed on the device: by default bf16 on CUDA and on CPUs with AMX, fp32 elsewhere.
 
 The one rule for every entry point (Python API, CLI, server, batches): `resolve_dtype`. On the CPU the default
-("auto") is bf16 only where the CPU computes it natively (AVX512-BF16 or AMX; there the default model's Dice stays
-within 0.001 of fp32 at 0.76x the time, docs/speed.md section 6) and fp32 elsewhere, where bf16 is emulated and
-slow. The environment variable ``MEDMEM_CPU_BF16`` overrides that choice for "auto" on the CPU: ``0`` keeps fp32
+("auto") is bf16 only where the CPU has AMX tiles (there the default model's Dice stays within 0.001 of fp32 at
+0.76x the time, docs/speed.md section 6) and fp32 elsewhere: with AVX512-BF16 alone README command 1 took 1.5x
+as long in bf16 (`benchmarks/results_precision_cli_avx512bf16/`), and without either bf16 is emulated. The environment variable ``MEDMEM_CPU_BF16`` overrides that choice for "auto" on the CPU: ``0`` keeps fp32
 (results equal to the official predictor to 1e-4; the test suite sets it), ``1`` uses bf16 even where it is
 emulated, unset or ``auto`` probes the CPU. An explicit dtype (``--precision fp32|bf16``) always wins.
 """
@@ -20,8 +20,8 @@ CPU_BF16_ENV = "MEDMEM_CPU_BF16"
 
 
 def resolve_dtype(device: torch.device, dtype: Optional[torch.dtype]) -> Optional[torch.dtype]:
-    """The autocast dtype to use: explicit `dtype`, else bf16 on CUDA (where supported) and on a CPU with native
-    bf16 (`cpu_auto_bf16`), else None (fp32)."""
+    """The autocast dtype to use: explicit `dtype`, else bf16 on CUDA (where supported) and on a CPU with AMX
+    (`cpu_auto_bf16`), else None (fp32)."""
     if dtype is not None:
         return None if dtype == torch.float32 else dtype
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
@@ -32,8 +32,8 @@ def resolve_dtype(device: torch.device, dtype: Optional[torch.dtype]) -> Optiona
 
 
 def cpu_auto_bf16() -> bool:
-    """Whether "auto" precision means bf16 on this CPU: `MEDMEM_CPU_BF16` (0 / 1 / auto), else the CPU's own
-    native bf16 (`cpu_has_native_bf16`, probed once per process)."""
+    """Whether "auto" precision means bf16 on this CPU: `MEDMEM_CPU_BF16` (0 / 1 / auto), else whether the CPU
+    has AMX (`cpu_has_amx`, probed once per process)."""
     return _cpu_auto_bf16(os.environ.get(CPU_BF16_ENV, "auto").strip().lower())
 
 
@@ -44,11 +44,20 @@ def _cpu_auto_bf16(setting: str) -> bool:
     if setting in ("1", "true", "yes", "on"):
         return True
     if setting in ("", "auto"):
-        return cpu_has_native_bf16()
+        return cpu_has_amx()
     raise ValueError(f"{CPU_BF16_ENV} must be 0, 1 or auto, got {setting!r}")
 
 
 PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tiles, where torch's bf16 CPU kernels are faster than fp32 (docs/speed.md, §6)."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    try:
+        return bool(probe is not None and probe())
+    except (RuntimeError, AttributeError):
+        return False
 
 
 def cpu_has_native_bf16() -> bool:
@@ -66,10 +75,10 @@ def cpu_has_native_bf16() -> bool:
 
 def precision_dtype(precision: str) -> Optional[torch.dtype]:
     """A precision name → the autocast dtype to ask for: "auto" None (`resolve_dtype`: bf16 on CUDA and on CPUs
-    with native bf16, fp32 on other CPUs), "fp32" float32 (equal to the official predictor), "bf16" bfloat16, on
-    the CPU as well: fast where the CPU has native bf16 (`cpu_has_native_bf16`; there the default model's Dice
-    stays within 0.001 of fp32 at 0.76x the time, `benchmarks/results_precision_cpu_amx.json`), emulated and
-    slow elsewhere."""
+    with AMX, fp32 on other CPUs), "fp32" float32 (equal to the official predictor), "bf16" bfloat16, on
+    the CPU as well: fast with AMX (`cpu_has_amx`; there the default model's Dice stays within 0.001 of fp32 at
+    0.76x the time, `benchmarks/results_precision_cpu_amx.json`), slower than fp32 per volume with AVX512-BF16
+    alone, emulated and far slower without native bf16."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     return {"auto": None, "fp32": torch.float32, "bf16": torch.bfloat16}[precision]

@@ -154,9 +154,9 @@ def _resolve_input(value: str) -> Path:
               help="run the network in PyTorch, or as ONNX graphs in onnxruntime on the CPU (fp32, or dynamic int8; "
                    "needs medmem[onnx]; docs/export.md) [torch]")
 @click.option("--precision", default="auto", type=click.Choice(["auto", "fp32", "bf16"]),
-              help="autocast precision of the PyTorch backend: auto = bf16 on CUDA and on CPUs with native bf16 "
-                   "(AVX512-BF16/AMX; 1.3x faster there, Dice within 0.001), fp32 on other CPUs, where bf16 is "
-                   "emulated and slow; MEDMEM_CPU_BF16=0 keeps auto at fp32 on the CPU (docs/speed.md) [auto]")
+              help="autocast precision of the PyTorch backend: auto = bf16 on CUDA and on CPUs with AMX "
+                   "(1.3x faster there, Dice within 0.001), fp32 on other CPUs, where bf16 is slower (AVX512-BF16 "
+                   "alone) or emulated; MEDMEM_CPU_BF16=0 keeps auto at fp32 on the CPU (docs/speed.md) [auto]")
 @click.option("--overlay", type=click.Path(path_type=Path), help="PNG mosaic of slices with contours")
 @click.option("--report", type=click.Path(path_type=Path), help="JSON report with per-slice confidence")
 @click.option("--reference", "reference", callback=lambda ctx, param, v: None if v is None else _resolve_input(v),

@@ -68,7 +68,7 @@ class ImagePredictor:
                  mask_threshold: float = 0.0, dtype: Optional[torch.dtype] = None, backend: str = "torch") -> None:
         """intensity: how pixels are scaled to [0, 1] (see `medmem.preprocess.to_unit_range`; a CT
         window name for HU images). dtype: autocast dtype (default: `engine.autocast.resolve_dtype`, bf16
-        on CUDA and on CPUs with native bf16, fp32 elsewhere).
+        on CUDA and on CPUs with AMX, fp32 elsewhere).
         backend: "torch", "onnxruntime" or "onnxruntime-int8" (`medmem.export.as_backend`; CPU)."""
         if backend != "torch":
             from ..export.backend import as_backend

@@ -101,7 +101,7 @@ class VolumeSession:
         object), ``share_bank`` (one bank for all objects) and ``save_bank`` (path written after
         every `propagate()`).
         dtype: autocast dtype (default: `engine.autocast.resolve_dtype`, bf16 on CUDA and on CPUs with
-        native bf16, fp32 elsewhere); storage_dtype: dtype of stored mask memories.
+        AMX, fp32 elsewhere); storage_dtype: dtype of stored mask memories.
         frames: advanced — a ready frame source (`TensorFrameSource`) instead of `volume`.
         backend: "torch", "onnxruntime" or "onnxruntime-int8" (`medmem.export.as_backend`; CPU)."""
         if backend != "torch":
