@@ -3,8 +3,9 @@
 The one rule for every entry point (Python API, CLI, server, batches): `resolve_dtype`. On the CPU the default
 ("auto") is bf16 only where the CPU has AMX tiles (there the default model's Dice stays within 0.001 of fp32 at
 0.76x the time, docs/speed.md section 6) and fp32 elsewhere: with AVX512-BF16 alone README command 1 took 1.5x
-as long in bf16 (`benchmarks/results_precision_cli_avx512bf16/`), and without either bf16 is emulated. The environment variable ``MEDMEM_CPU_BF16`` overrides that choice for "auto" on the CPU: ``0`` keeps fp32
-(results equal to the official predictor to 1e-4; the test suite sets it), ``1`` uses bf16 even where it is
+as long in bf16 (`benchmarks/results_precision_cli_avx512bf16/`), and without either bf16 is emulated. The
+environment variable ``MEDMEM_CPU_BF16`` overrides that choice for "auto" on the CPU: ``0`` keeps fp32 (results
+equal to the official predictor to 1e-4; the test suite sets it), ``1`` uses bf16 even where it is slower or
 emulated, unset or ``auto`` probes the CPU. An explicit dtype (``--precision fp32|bf16``) always wins.
 """
 from __future__ import annotations
