@@ -194,26 +194,27 @@ def _range(text: str) -> tuple:
     return lo, hi
 
 
-def _per_part(text: str) -> tuple:
-    """"F" → (F, F); "F,R" → (F, R): a share for whole slices and one for regions."""
+def _pair(text: str, form: str, at_most_one: bool = True) -> tuple:
+    """"A" → (A, A); "A,B" → (A, B): two shares >= 0, and <= 1 with `at_most_one`; `form` names them in the
+    one-line error."""
     try:
         v = [float(x) for x in text.split(",")]
     except ValueError:
         v = []
-    if len(v) not in (1, 2) or not all(0.0 <= x <= 1.0 for x in v):
-        raise SystemExit(f"expected F or F,R with shares in [0, 1], got {text!r}")
+    hi = 1.0 if at_most_one else float("inf")
+    if len(v) not in (1, 2) or not all(0.0 <= x <= hi for x in v):
+        raise SystemExit(f"expected {form} with shares {'in [0, 1]' if at_most_one else '>= 0'}, got {text!r}")
     return (v[0], v[-1])
+
+
+def _per_part(text: str) -> tuple:
+    """"F" → (F, F); "F,R" → (F, R): a share for whole slices and one for regions."""
+    return _pair(text, "F or F,R")
 
 
 def _per_kind(text: str) -> tuple:
     """"M" → (M, M); "W,K" → (W, K): a non-negative share for whole-organ and one for keep samples."""
-    try:
-        v = [float(x) for x in text.split(",")]
-    except ValueError:
-        v = []
-    if len(v) not in (1, 2) or not all(x >= 0.0 for x in v):
-        raise SystemExit(f"expected M or W,K with shares >= 0, got {text!r}")
-    return (v[0], v[-1])
+    return _pair(text, "M or W,K", at_most_one=False)
 
 
 def main() -> None:

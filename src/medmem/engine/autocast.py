@@ -52,26 +52,24 @@ def _cpu_auto_bf16(setting: str) -> bool:
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
-def cpu_has_amx() -> bool:
-    """Whether this CPU has AMX tiles, where torch's bf16 CPU kernels are faster than fp32 (docs/speed.md, §6)."""
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+def _cpu_probe(name: str) -> bool:
+    """torch.cpu's capability probe `name` (e.g. "_is_amx_tile_supported"); False where torch lacks it or it fails."""
+    probe = getattr(torch.cpu, name, None)
     try:
         return bool(probe is not None and probe())
     except (RuntimeError, AttributeError):
         return False
 
 
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tiles, where torch's bf16 CPU kernels are faster than fp32 (docs/speed.md, §6)."""
+    return _cpu_probe("_is_amx_tile_supported")
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), where torch's bf16 CPU kernels are fast;
     elsewhere bf16 is emulated and several times slower than fp32 (docs/speed.md, section 4)."""
-    for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
-        probe = getattr(torch.cpu, name, None)
-        try:
-            if probe is not None and probe():
-                return True
-        except (RuntimeError, AttributeError):
-            continue
-    return False
+    return cpu_has_amx() or _cpu_probe("_is_avx512_bf16_supported")
 
 
 def precision_dtype(precision: str) -> Optional[torch.dtype]:
