@@ -11,11 +11,14 @@ Boxes are inclusive pixel indices [x0, y0, x1, y1] (docs/io.md) on axial slices.
 command 1's box (slice 37, [14, 14, 85, 104]): shifted by ±5 and ±10 px in x and in y, scaled to 80 % and
 120 % of its size about its centre (clipped to the image), and the reference's tight box
 (`medmem.data.prompt_sim.mask_to_box`). Other prompt slices use the reference's tight box on that slice.
-The model runs as the CLI runs it: `medmem.build_model("default")`, `segment_volume` with a `BoxPrompt`,
+`--axes coronal,sagittal` adds one case per axis: the reference's tight box on that axis's largest brain
+slice, propagated along that axis (the model never saw this volume sliced that way in any choice we made).
+The model runs as the CLI runs it: `medmem.build_model(--model, default "default")`, `segment_volume` with a `BoxPrompt`,
 fifo memory, propagation both ways; its Dice / NSD@2mm / HD95 are those `medmem segment --reference`
 prints (`medmem.eval.reference.score_against_reference`).
 
-    OMP_NUM_THREADS=1 python scripts/bundled_sample_baselines.py --out docs/bundled_sample.json
+    OMP_NUM_THREADS=1 python scripts/bundled_sample_baselines.py --axes coronal,sagittal --out docs/bundled_sample.json
+    python scripts/bundled_sample_baselines.py --model medmem_small_256 --axes coronal,sagittal --out F.json
 """
 from __future__ import annotations
 
@@ -53,6 +56,8 @@ def main() -> None:
     ap.add_argument("--out", required=True, help="JSON file to write")
     ap.add_argument("--slices", default="25,30,45,50", help="other prompt slices (reference's tight box)")
     ap.add_argument("--quick", action="store_true", help="README box only (a smoke run)")
+    ap.add_argument("--model", default="default", help="a pretrained model name (default: the default model)")
+    ap.add_argument("--axes", default="", help="other slicing axes (coronal, sagittal): one tight-box case each")
     a = ap.parse_args()
 
     import torch
@@ -67,47 +72,60 @@ def main() -> None:
 
     vol = read_volume(sample_path("mni152_t1"))
     ref = read_volume(sample_path("mni152_brain_mask"))
-    view = vol.slices("axial")
-    img = np.asarray(view.array, dtype=np.float64)          # (S, H, W) in the order the model sees
-    gt = np.asarray(ref.slices("axial").array) > 0
-    spacing = (view.slice_spacing, *view.pixel_spacing)     # mm, (slice, row, column)
-    hw = view.slice_shape
+    views = {}
 
-    def score(pred):
-        m = binary_metrics(pred, gt, spacing=spacing, tolerance_mm=2.0)
+    def view_of(axis):
+        """(image (S, H, W), reference (S, H, W) bool, spacing (slice, row, column) mm) in the model's order."""
+        if axis not in views:
+            v = vol.slices(axis)
+            views[axis] = (np.asarray(v.array, dtype=np.float64), np.asarray(ref.slices(axis).array) > 0,
+                           (v.slice_spacing, *v.pixel_spacing))
+        return views[axis]
+
+    img, gt, spacing = view_of("axial")
+    hw = img.shape[1:]
+
+    def score(pred, axis="axial"):
+        _, g, sp = view_of(axis)
+        m = binary_metrics(pred, g, spacing=sp, tolerance_mm=2.0)
         hd = m["hd95"]
         return dict(dice=round(float(m["dice"]), 4), nsd_2mm=round(float(m["nsd"]), 4),
                     hd95_mm=None if not np.isfinite(hd) else round(float(hd), 2))
 
-    cases = [("README box", README_SLICE, README_BOX)]
+    cases = [("README box", README_SLICE, README_BOX, "axial")]
     if not a.quick:
         for d in (5, 10):
             for sign in (-1, 1):
-                cases.append((f"x {sign * d:+d} px", README_SLICE, _shifted(README_BOX, sign * d, 0, hw)))
-                cases.append((f"y {sign * d:+d} px", README_SLICE, _shifted(README_BOX, 0, sign * d, hw)))
-        cases.append(("80 % size", README_SLICE, _scaled(README_BOX, 0.8, hw)))
-        cases.append(("120 % size", README_SLICE, _scaled(README_BOX, 1.2, hw)))
-        cases.append(("reference's tight box", README_SLICE, tuple(mask_to_box(gt[README_SLICE]))))
+                cases.append((f"x {sign * d:+d} px", README_SLICE, _shifted(README_BOX, sign * d, 0, hw), "axial"))
+                cases.append((f"y {sign * d:+d} px", README_SLICE, _shifted(README_BOX, 0, sign * d, hw), "axial"))
+        cases.append(("80 % size", README_SLICE, _scaled(README_BOX, 0.8, hw), "axial"))
+        cases.append(("120 % size", README_SLICE, _scaled(README_BOX, 1.2, hw), "axial"))
+        cases.append(("reference's tight box", README_SLICE, tuple(mask_to_box(gt[README_SLICE])), "axial"))
         for s in (int(v) for v in a.slices.split(",") if v):
-            cases.append((f"slice {s}, reference's tight box", s, tuple(mask_to_box(gt[s]))))
+            cases.append((f"slice {s}, reference's tight box", s, tuple(mask_to_box(gt[s])), "axial"))
+    for axis in (v.strip() for v in a.axes.split(",") if v.strip()):
+        g = view_of(axis)[1]
+        s = int(g.reshape(len(g), -1).sum(1).argmax())
+        cases.append((f"{axis} axis, largest slice {s}, reference's tight box", s, tuple(mask_to_box(g[s])), axis))
 
-    model = medmem.build_model("default", device="cpu")
+    model = medmem.build_model(a.model, pretrained=True, device="cpu")
     rows = []
-    for name, s, box in cases:
+    for name, s, box, axis in cases:
         box = [int(v) for v in box]
-        objects = [ObjectPrompts(id=1, prompts=[BoxPrompt(slice=s, box=tuple(box))], axis="axial")]
+        img, gt, _ = view_of(axis)
+        objects = [ObjectPrompts(id=1, prompts=[BoxPrompt(slice=s, box=tuple(box))], axis=axis)]
         t0 = time.perf_counter()
-        seg = segment_volume(model, vol, objects, policy="fifo", axis="axial")
+        seg = segment_volume(model, vol, objects, policy="fifo", axis=axis)
         secs = time.perf_counter() - t0
         m = score_against_reference(seg.labels, vol, ref, [1])["objects"]["1"]
         pred_s = np.asarray(seg.sliced) == 1
         base = threshold_box_3d(img, s, box)
-        row = dict(case=name, slice=s, box=box,
+        row = dict(case=name, axis=axis, slice=s, box=box,
                    model=dict(dice=m["dice"], nsd_2mm=m["nsd"], hd95_mm=m["hd95"],
                               dice_prompt_slice=round(float(2 * (pred_s[s] & gt[s]).sum()
                                                             / max(pred_s[s].sum() + gt[s].sum(), 1)), 4),
                               seconds=round(secs, 2)),
-                   otsu_in_box=score(base))
+                   otsu_in_box=score(base, axis))
         if name == "README box":  # is the model's confidence track usable for quality control here?
             conf = seg.report["objects"][0]["per_slice"]
             sd = [float(2 * (pred_s[z] & gt[z]).sum() / max(pred_s[z].sum() + gt[z].sum(), 1)) for z in range(len(gt))]
@@ -126,13 +144,15 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
 
+    img, gt, _ = view_of("axial")
     glob = score(img > THRESHOLD)
     print(json.dumps({"global_threshold": glob}), flush=True)
     out = dict(
-        command="python scripts/bundled_sample_baselines.py --out " + a.out,
-        sample="sample:mni152_t1 vs sample:mni152_brain_mask, axial slices",
+        command="python scripts/bundled_sample_baselines.py" + (f" --model {a.model}" if a.model != "default" else "")
+                + (f" --axes {a.axes}" if a.axes else "") + " --out " + a.out,
+        sample="sample:mni152_t1 vs sample:mni152_brain_mask (axial slices unless a row names another axis)",
         shape_slices_hw=[int(img.shape[0]), *map(int, hw)], spacing_mm=[float(v) for v in spacing],
-        model="default (" + model.cfg.name + "), fifo, propagate both ways",
+        model=a.model + (" (" + model.cfg.name + ")" if a.model != model.cfg.name else "") + ", fifo, propagate both ways",
         box_convention="inclusive pixel indices [x0, y0, x1, y1]",
         global_threshold=dict(rule=f"t1 > {THRESHOLD}, whole volume, no prompt", **glob),
         rows=rows,

@@ -153,6 +153,9 @@ class SAM2Config:
     obj_score_token: bool = True
     # SAM 2 appends a padding point after box corners; SAM 1 decoders were trained without it
     pad_points_with_box: bool = True
+    # a decoder trained on boxes only (LiteMedSAM's): a prompt of clicks without a box is read through the
+    # candidate box whose mask holds the clicks with the highest predicted IoU (model/click_box.py)
+    click_boxes: bool = False
     # frames without memory use the raw image features (SAM 1 decoders never saw `no_mem_embed`)
     raw_features_without_memory: bool = False
     # on propagated slices the decoder also gets a box around the previous slice's mask, grown by this
@@ -244,14 +247,15 @@ register("test_tiny", lambda: SAM2Config(
     mem_dim=16, mem_fuser_layers=1))
 register("test_tiny_sam20", lambda: replace(_REGISTRY["test_tiny"](), name="test_tiny_sam20", **_SAM20))
 register("medmem_small_256", lambda: SAM2Config(
-    name="medmem_small_256", description="medmem's bundled default: reduced Hiera at 256x256", image_size=256,
+    name="medmem_small_256", image_size=256,
+    description="reduced Hiera at 256x256 trained by medmem on synthetic data (the default until 2026-12-07)",
     trunk=HieraConfig(embed_dim=48, num_heads=1, stages=(1, 2, 4, 1), global_att_blocks=(4, 6),
                       window_spec=(8, 4, 8, 4), window_pos_embed_bkg_spatial_size=(7, 7), d_model=128),
     decoder_heads=4, decoder_mlp_dim=512, iou_head_hidden_dim=128, mem_attn_layers=2, mem_attn_ffn_dim=512,
     mem_dim=32, mask_window=0.1))
 register("medmem_small_128", lambda: replace(
     _REGISTRY["medmem_small_256"](), name="medmem_small_128", image_size=128,
-    description="the default model's network at 128x128 (same weights; 4x fewer tokens, for experiments)"))
+    description="medmem_small_256's network at 128x128 (same weights; 4x fewer tokens, for experiments)"))
 
 
 # LiteMedSAM inside medmem (docs/default_model.md): LiteMedSAM's TinyViT encoder, prompt encoder and decoder,
@@ -262,7 +266,8 @@ register("medmem_small_128", lambda: replace(
 # by medmem (scripts/train_lite_model.sh) and it is not shipped until it beats the memoryless model.
 _LITE = dict(image_size=256, backbone_stride=4, trunk=HieraConfig(d_model=256), tiny_vit=TinyViTConfig(),
              use_high_res_features_in_sam=False, iou_prediction_use_sigmoid=False, obj_score_token=False,
-             pad_points_with_box=False, raw_features_without_memory=True, dynamic_multimask_via_stability=False)
+             pad_points_with_box=False, raw_features_without_memory=True, dynamic_multimask_via_stability=False,
+             click_boxes=True)
 register("medmem_lite_256", lambda: SAM2Config(
     name="medmem_lite_256", description="LiteMedSAM (TinyViT, 256x256), box tracking between slices, no memory",
     num_maskmem=0, pred_obj_scores=False, use_obj_ptrs_in_encoder=False, no_obj_embed_spatial=False,

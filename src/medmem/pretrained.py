@@ -9,7 +9,7 @@
 - `medmem_lite_mem_256`: the same + SAM 2 memory trained by medmem; a file of trained parts
   (`write_trained_parts`) holds only what medmem trained and is assembled with LiteMedSAM's weights.
 
-`build_model("default")` builds `DEFAULT_MODEL`. Every assembled state dict loads strictly.
+`build_model("default")` builds `DEFAULT_MODEL` (`medmem_lite_ft_256` since 2026-12-07; docs/default_model.md). Every assembled state dict loads strictly.
 """
 from __future__ import annotations
 
@@ -189,7 +189,7 @@ PRETRAINED: Dict[str, Pretrained] = {
                                      summary="medmem_lite_256 with its decoder fine-tuned by medmem for whole organs "
                                              "and a calibrated IoU; box tracking"),
 }
-DEFAULT_MODEL = "medmem_small_256"
+DEFAULT_MODEL = "medmem_lite_ft_256"
 
 
 def asset_path(name: str) -> Path:

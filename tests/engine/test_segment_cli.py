@@ -244,3 +244,30 @@ def test_segment_precision_option(tmp_path, weights, monkeypatch):
                                            "--backend", "onnxruntime"])
     assert res.exit_code != 0 and "--precision bf16 applies to the PyTorch backend" in res.output
     assert not (tmp_path / "x.nii.gz").exists()
+
+
+def test_memory_options_on_the_memoryless_default_say_what_to_use(tmp_path):
+    """The default model (medmem_lite_ft_256) has no memory: a memory policy or a One-Prompt set is refused in one
+    line that names a model with memory, and `--model medmem_small_256` runs the set."""
+    from PIL import Image
+
+    paths = []
+    for i in range(2):
+        im = np.zeros((40, 50), np.uint8)
+        im[10:30, 10 + i:40] = 200
+        p = tmp_path / f"im{i}.png"
+        Image.fromarray(im).save(p)
+        paths.append(str(p))
+    res = CliRunner().invoke(main, ["segment-set", *paths, "--box", "10,10,40,30", "--out", str(tmp_path / "o")])
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert "medmem_small_256" in res.output and len(res.output.strip().splitlines()) == 1
+    res = CliRunner().invoke(main, ["segment-set", *paths, "--box", "10,10,40,30", "--out", str(tmp_path / "o"),
+                                    "--model", "medmem_small_256"])
+    assert res.exit_code == 0, res.output
+    assert len(list((tmp_path / "o").glob("*_mask.png"))) == 2
+    vol = tmp_path / "v.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((4, 40, 50), np.float32)), str(vol))
+    res = CliRunner().invoke(main, ["segment", str(vol), "--box", "10,10,40,30", "--slice", "1", "--out",
+                                    str(tmp_path / "m.nii.gz"), "--policy", "self_sorting", "--quiet"])
+    assert res.exit_code != 0 and "has no memory" in res.output and "medmem_small_256" in res.output
+    assert not (tmp_path / "m.nii.gz").exists()

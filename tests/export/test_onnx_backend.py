@@ -214,3 +214,39 @@ def test_missing_onnxruntime_names_the_extra(model, monkeypatch):
 def test_manifest_is_json_with_config(export_dir):
     man = json.loads((export_dir / "manifest.json").read_text())
     assert medmem.SAM2Config.from_dict(man["config_dict"]).name == "test_tiny"
+
+
+def _region_model() -> medmem.SAM2Model:
+    """test_tiny without memory, with box tracking on 64² regions (as medmem_lite_ft_256 tracks on 128²)."""
+    from dataclasses import replace
+
+    from medmem.config import get_config
+
+    cfg = replace(get_config("test_tiny"), name="test_tiny_region", num_maskmem=0, pred_obj_scores=False,
+                  use_obj_ptrs_in_encoder=False, no_obj_embed_spatial=False, add_tpos_enc_to_obj_ptrs=False,
+                  proj_tpos_enc_in_obj_ptrs=False, propagation_box_margin=0.1, region_size=64)
+    torch.manual_seed(0)
+    return medmem.build_model(cfg, device="cpu").eval()
+
+
+def test_region_tracking_runs_on_region_graphs_and_matches_torch(tmp_path):
+    """A region-tracking model exports an encoder and a decoder for its region size too, and propagation
+    (prompted slice whole, tracked slices as regions) on the backend equals PyTorch's."""
+    model = _region_model()
+    man = export_onnx(model, tmp_path)
+    assert {"image_encoder_64px", "mask_decoder_64px"} <= set(man["graphs"])
+    ort = as_backend(model, "onnxruntime", onnx_dir=tmp_path)
+
+    def run(m):
+        s = medmem.VolumeSession(m, _blob_volume(), chunk=4)
+        s.add_prompt(6, 1, box=[10, 10, 38, 34])
+        list(s.propagate())
+        return s
+
+    a, b = run(model), run(ort)
+    assert a.features.encoded_regions > 0 and b.features.encoded_regions == a.features.encoded_regions
+    tracked = sorted(a.objects[1].results)
+    assert len(tracked) >= 6
+    la = torch.stack([a.objects[1].results[s].low_res.float() for s in tracked])
+    lb = torch.stack([b.objects[1].results[s].low_res.float() for s in tracked])
+    assert float((la - lb).abs().max()) <= LOGIT_ATOL

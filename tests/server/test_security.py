@@ -206,3 +206,25 @@ def test_non_loopback_host_generates_a_token(monkeypatch):
     assert res.exit_code == 0 and "?token=" not in res.output
     res = CliRunner().invoke(main, ["serve", "--token", "short"])
     assert res.exit_code != 0 and "at least 8" in res.output
+
+
+def test_serve_takes_a_pretrained_model_by_name(monkeypatch):
+    """`medmem serve --model NAME` builds that pretrained model (as `medmem segment --model` does)."""
+    from click.testing import CliRunner
+
+    import medmem.server.app as app_mod
+    from medmem.cli import main
+    from medmem.server.models import load_model
+
+    seen = {}
+    monkeypatch.setattr(app_mod, "load_model", lambda *a: seen.setdefault("args", a) and object())
+    monkeypatch.setattr(app_mod, "create_app", lambda cfg, model: object())
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: None)
+    res = CliRunner().invoke(main, ["serve", "--model", "medmem_small_256"])
+    assert res.exit_code == 0, res.output
+    assert seen["args"][2] == "medmem_small_256"
+    assert load_model(device="cpu", name="medmem_small_256").cfg.name == "medmem_small_256"
+    with pytest.raises(ValueError, match="not both"):
+        load_model("weights.pt", "cpu", "medmem_small_256")

@@ -276,8 +276,9 @@ def _segment(input_path: Path, out: Path, prompts_file, box, slice_idx, points, 
 @click.option("--policy", default="self_sorting", type=click.Choice(["self_sorting", "confidence"]))
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False))
 @click.option("--config", "config")
+@_model_option
 @click.option("--device", default=None)
-def segment_set_cmd(images: List[Path], prompt_image, box, out: Path, policy, checkpoint, config, device):
+def segment_set_cmd(images: List[Path], prompt_image, box, out: Path, policy, checkpoint, config, model_name, device):
     """One-Prompt Segmentation: one box on one image segments every other image of the set."""
     from ..io.overlay import write_json_atomic, write_png_atomic
     from .image_set import ImageSetSession
@@ -293,7 +294,7 @@ def segment_set_cmd(images: List[Path], prompt_image, box, out: Path, policy, ch
         if v.shape[0] != 1:
             raise click.ClickException(f"{p}: an image set takes 2D images; this has {v.shape[0]} slices")
         arrays.append(v.array[0])
-    model = _load_model(checkpoint, config, device)
+    model = _load_model(checkpoint, config, device, model_name)
     try:
         b = [float(x) for x in box.split(",")]
         sess = ImageSetSession(model, arrays, policy=policy)

@@ -54,7 +54,8 @@ class ImageSetSession:
         if len(images) == 0:
             raise ValueError("the image set is empty")
         if not model.has_memory:
-            raise ValueError(f"One-Prompt segmentation needs a model with memory; {model.cfg.name} has none")
+            raise ValueError(f"One-Prompt segmentation needs a model with memory; {model.cfg.name} has none "
+                             "(e.g. --model medmem_small_256 or a SAM 2 checkpoint)")
         self.model = model.eval()
         self.images = [validate_image(im) for im in images]
         self.intensity, self.resize_mode, self.dtype, self.storage_dtype = intensity, resize_mode, dtype, storage_dtype

@@ -140,7 +140,8 @@ class VolumeSession:
         opts.update(policy_options or {})
         if not model.has_memory and (policy != "fifo" or opts):
             raise ValueError(f"{model.cfg.name} has no memory: a memory policy or its options would have no effect "
-                             "(it tracks with a box from the previous slice)")
+                             "(it tracks with a box from the previous slice); for memory use a model with it, "
+                             "e.g. --model medmem_small_256 or a SAM 2 checkpoint")
         self._shared_bank, self._save_bank = self._bank_options(policy, opts)
         self._policy_spec, self._policy_kwargs = policy, opts
         self.objects: Dict[int, _Object] = {}

@@ -26,8 +26,8 @@ import torch
 
 from ..model import ImageFeatures, SAM2Model
 from ..model.mask_decoder import MaskDecoder
-from .onnx import (FORMAT, ONNX_EXTRA_HINT, export_onnx, encoder_graph_name, quantize_export, read_manifest,
-                   require_onnx, weights_hash)
+from .onnx import (FORMAT, ONNX_EXTRA_HINT, decoder_graph_name, encoder_graph_name, export_onnx, quantize_export,
+                   read_manifest, region_input_size, require_onnx, weights_hash)
 
 BACKENDS = ("torch", "onnxruntime", "onnxruntime-int8")
 
@@ -91,9 +91,10 @@ class OnnxMaskDecoder(_Borrow):
 
     _cls = MaskDecoder
 
-    def __init__(self, target: MaskDecoder, graph: Graph) -> None:
+    def __init__(self, target: MaskDecoder, graphs: Dict[int, Graph]) -> None:
+        """graphs: the decoder graph for each feature-grid width (the model's own; a tracked region's)."""
         super().__init__(target)
-        self.graph = graph
+        self.graphs = graphs
 
     def __call__(self, *args, **kwargs):
         return MaskDecoder.forward(self, *args, **kwargs)
@@ -108,7 +109,11 @@ class OnnxMaskDecoder(_Borrow):
             raise ValueError("image batch and prompt batch differ")
         hr = [x.expand(b, *x.shape[1:]) if x.shape[0] != b else x for x in hr]
         dense = dense.expand(b, *dense.shape[1:]) if dense.shape[0] != b else dense
-        masks, iou, tokens, obj = self.graph(image_embeddings, image_pe, sparse, dense, *hr)
+        graph = self.graphs.get(int(image_embeddings.shape[-1]))
+        if graph is None:
+            raise ValueError(f"no mask-decoder graph for a {image_embeddings.shape[-1]}-wide feature grid "
+                             f"(exported: {sorted(self.graphs)})")
+        masks, iou, tokens, obj = graph(image_embeddings, image_pe, sparse, dense, *hr)
         return masks, iou, tokens, obj
 
 
@@ -149,7 +154,11 @@ class OnnxSAM2(_Borrow):
                  folder: Path) -> None:
         super().__init__(model)
         self.graphs, self.manifest, self.precision, self.folder = graphs, manifest, precision, folder
-        self.sam_mask_decoder = OnnxMaskDecoder(model.sam_mask_decoder, graphs["mask_decoder"])
+        grids = {model.cfg.feat_size: graphs["mask_decoder"]}
+        region = region_input_size(model)
+        if region is not None:
+            grids[model.cfg.feat_size * region // model.cfg.image_size] = graphs[decoder_graph_name(region)]
+        self.sam_mask_decoder = OnnxMaskDecoder(model.sam_mask_decoder, grids)
         if model.has_memory:
             self.memory_attention = OnnxMemoryAttention(graphs["memory_attention"],
                                                         manifest["graphs"]["memory_attention"]["grid_hw"])
@@ -188,7 +197,8 @@ class OnnxSAM2(_Borrow):
 
     def encode_image(self, images: torch.Tensor, num_frames: int = 1) -> ImageFeatures:
         """images (B, 3, S, S) normalised → ImageFeatures (no backbone_fpn: the engine does not use it)."""
-        name = encoder_graph_name(num_frames)
+        size = images.shape[-1]
+        name = encoder_graph_name(num_frames, None if size == self.cfg.image_size else size)
         if name not in self.graphs:
             raise ValueError(f"no image-encoder graph for clips of {num_frames} frames in {self.folder}")
         vf, vp, *hr = self.graphs[name](images)

@@ -39,7 +39,7 @@ from ..atomic import atomic_path
 from ..model import SAM2Model
 
 OPSET = 18
-FORMAT = 1  # bump when the graphs' interface changes: cached exports are then made anew
+FORMAT = 2  # bump when the graphs' interface changes: cached exports are then made anew
 MANIFEST = "manifest.json"
 PRECISIONS = ("fp32", "int8")
 
@@ -82,8 +82,23 @@ def encoder_clip_lengths(model: SAM2Model) -> List[int]:
     return sorted({1, window})
 
 
-def encoder_graph_name(num_frames: int) -> str:
-    return "image_encoder" if num_frames == 1 else f"image_encoder_t{num_frames}"
+def encoder_graph_name(num_frames: int, size: Optional[int] = None) -> str:
+    """The encoder graph for clips of num_frames at input size² (None: the model's own size)."""
+    name = "image_encoder" if num_frames == 1 else f"image_encoder_t{num_frames}"
+    return name if size is None else f"{name}_{size}px"
+
+
+def decoder_graph_name(size: Optional[int] = None) -> str:
+    """The mask-decoder graph for features of an input of size² (None: the model's own size)."""
+    return "mask_decoder" if size is None else f"mask_decoder_{size}px"
+
+
+def region_input_size(model: SAM2Model) -> Optional[int]:
+    """The input size of the regions that region tracking encodes (`engine/region.py`), else None."""
+    cfg = model.cfg
+    if cfg.region_size > 0 and not model.has_memory and cfg.region_size != cfg.image_size:
+        return cfg.region_size
+    return None
 
 
 # ---------------------------------------------------------------------------------------- graphs
@@ -165,20 +180,30 @@ def graph_specs(model: SAM2Model) -> List[GraphSpec]:
         probe = model.encode_image(torch.zeros(1, 3, s, s), 1)
     hr_shapes = [tuple(t.shape[1:]) for t in probe.high_res]
     hr_names = [f"high_res_{i}" for i in range(len(hr_shapes))]
+    region = region_input_size(model)
     for t in encoder_clip_lengths(model):
         b = 2 * t
-        specs.append(GraphSpec(
-            encoder_graph_name(t), ImageEncoderGraph(model, t), (torch.randn(b, 3, s, s),), ["images"],
-            ["vision_feats", "vision_pos", *hr_names],
-            {n: {0: "batch"} for n in ["images", "vision_feats", "vision_pos", *hr_names]}, {"num_frames": t}))
+        for size in (None, region) if region and t == 1 else (None,):  # regions are encoded one by one
+            px = size or s
+            specs.append(GraphSpec(
+                encoder_graph_name(t, size), ImageEncoderGraph(model, t), (torch.randn(b, 3, px, px),), ["images"],
+                ["vision_feats", "vision_pos", *hr_names],
+                {n: {0: "batch"} for n in ["images", "vision_feats", "vision_pos", *hr_names]}, {"num_frames": t}))
     b, n = 2, 3
-    dec_in = (torch.randn(b, c, fs, fs), model.sam_prompt_encoder.dense_pe().detach().clone(), torch.randn(b, n, c),
-              torch.randn(b, c, fs, fs), *[torch.randn(b, *sh) for sh in hr_shapes])
-    dec_names = ["image_embeddings", "image_pe", "sparse", "dense", *hr_names]
-    dec_out = ["masks", "iou_pred", "mask_tokens", "object_score_logits"]
-    dyn = {k: {0: "batch"} for k in dec_names + dec_out if k != "image_pe"}
-    dyn["sparse"] = {0: "batch", 1: "num_prompt_tokens"}
-    specs.append(GraphSpec("mask_decoder", MaskDecoderGraph(model), dec_in, dec_names, dec_out, dyn, {}))
+    for size in (None, region) if region else (None,):
+        g = fs if size is None else fs * size // s
+        with torch.no_grad():
+            hr_sh = hr_shapes if size is None else [tuple(x.shape[1:]) for x in
+                                                    model.encode_image(torch.zeros(1, 3, size, size), 1).high_res]
+        pe = model.sam_prompt_encoder.dense_pe(None if size is None else (g, g)).detach().clone()
+        dec_in = (torch.randn(b, c, g, g), pe, torch.randn(b, n, c), torch.randn(b, c, g, g),
+                  *[torch.randn(b, *sh) for sh in hr_sh])
+        dec_names = ["image_embeddings", "image_pe", "sparse", "dense", *hr_names]
+        dec_out = ["masks", "iou_pred", "mask_tokens", "object_score_logits"]
+        dyn = {k: {0: "batch"} for k in dec_names + dec_out if k != "image_pe"}
+        dyn["sparse"] = {0: "batch", 1: "num_prompt_tokens"}
+        specs.append(GraphSpec(decoder_graph_name(size), MaskDecoderGraph(model), dec_in, dec_names, dec_out, dyn,
+                               {} if size is None else {"input_size": size}))
     if model.has_memory:
         gh, gw = memory_grid_hw(model)
         hw = gh * gw

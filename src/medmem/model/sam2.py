@@ -20,7 +20,8 @@ from .mask_decoder import MaskDecoder
 from .memory_attention import MemoryAttention, MemoryKVCache
 from .memory_encoder import MemoryEncoder
 from .position_encoding import sine_encoding_1d
-from .prompt_encoder import BOX_TOP_LEFT, PromptEncoder
+from .click_box import boxes_for_clicks
+from .prompt_encoder import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT, PromptEncoder
 from .tiny_vit import TinyViTEncoder
 from .transformer import TwoWayTransformer
 
@@ -361,6 +362,30 @@ class SAM2Model(nn.Module):
             obj_ptr = self._mix_no_obj_ptr(obj_ptr, lam)
         return HeadsOutput(low, high, dec.iou_pred, low_best, high_best, obj_ptr, obj)
 
+    def read_clicks(self, pix_feat: torch.Tensor, high_res: Optional[List[torch.Tensor]],
+                    point_inputs: Optional[Tuple[torch.Tensor, torch.Tensor]]):
+        """With `cfg.click_boxes` (a box-trained decoder): each click-only prompt in point_inputs (coords (B, P, 2),
+        labels (B, P)) replaced by the candidate box chosen on these features (`model/click_box.py`).
+        pix_feat (B or 1, C, h, w)."""
+        if not self.cfg.click_boxes or point_inputs is None:
+            return point_inputs
+        pe = self.sam_prompt_encoder
+        grid = tuple(pix_feat.shape[-2:])
+        grid = None if grid == tuple(pe.embedding_hw) else grid
+
+        def decode(b: int, boxes: torch.Tensor):
+            k = boxes.shape[0]
+            labels = torch.tensor([[BOX_TOP_LEFT, BOX_BOTTOM_RIGHT]], dtype=torch.int32, device=boxes.device)
+            sparse, dense = pe((boxes.view(k, 2, 2), labels.expand(k, -1)), None, None, pad=self.pad_points(labels),
+                               grid_hw=grid)
+            i = min(b, pix_feat.shape[0] - 1)
+            hr = None if high_res is None else [h[i:i + 1] for h in high_res]
+            dec = self.sam_mask_decoder(pix_feat[i:i + 1], pe.dense_pe(grid), sparse, dense, False,
+                                        repeat_image=True, high_res_features=hr)
+            return dec.masks[:, 0].float(), dec.iou_pred[:, 0].float()
+
+        return boxes_for_clicks(decode, point_inputs, self.image_size)
+
     def pad_points(self, labels: Optional[torch.Tensor]) -> bool:
         """Whether the prompt encoder appends a padding point to point labels (B, P): SAM 2 always does;
         SAM 1 decoders (LiteMedSAM) saw none after box corners."""
@@ -435,6 +460,7 @@ class SAM2Model(nn.Module):
             heads = self.mask_as_output(feats, mask_inputs)
         else:
             pix = self.condition_on_memory(feats, memories, obj_ptrs, ptr_tpos_max, memory_cache)
+            point_inputs = self.read_clicks(pix, feats.high_res, point_inputs)
             if prev_mask_logits is not None:
                 mask_inputs = prev_mask_logits
             heads = self.sam_heads(pix, feats.high_res, point_inputs, mask_inputs,

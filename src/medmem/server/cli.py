@@ -6,12 +6,16 @@ from typing import Optional
 
 import click
 
+from ..pretrained import PRETRAINED
+
 
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="address to bind; any non-loopback address requires a token")
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), help="weights (default: bundled model)")
+@click.option("--model", "model_name", type=click.Choice(sorted(PRETRAINED)), default=None,
+              help="a pretrained model by name instead (default: the default model; see `medmem models`)")
 @click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="a folder whose images the page may open (read only)")
 @click.option("--token", default=None, help="required on every request (generated when --host is not loopback)")
@@ -22,7 +26,8 @@ import click
               help="seconds an idle session is kept")
 @click.option("--device", default=None, help="cpu | cuda | mps (default: best available)")
 def serve_cmd(host: str, port: int, checkpoint: Optional[str], data_dir: Optional[Path], token: Optional[str],
-              max_upload_mb: int, workdir: Optional[Path], session_ttl: int, device: Optional[str]) -> None:
+              max_upload_mb: int, workdir: Optional[Path], session_ttl: int, device: Optional[str],
+              model_name: Optional[str]) -> None:
     """Serve the interactive page and a MONAI Label-compatible API (3D Slicer)."""
     try:
         import uvicorn
@@ -44,8 +49,8 @@ def serve_cmd(host: str, port: int, checkpoint: Optional[str], data_dir: Optiona
         from ..allocator import limit_arenas
 
         limit_arenas(2)  # memory goes back down as sessions come and go (see medmem.allocator)
-        model = load_model(checkpoint, device)
-    except (ValueError, OSError) as e:
+        model = load_model(checkpoint, device, model_name)
+    except (ValueError, OSError, RuntimeError) as e:
         raise click.ClickException(str(e))
     app = create_app(cfg, model)
     shown = f"[{host}]" if ":" in host else host
