@@ -186,7 +186,9 @@ class ImagePredictor:
         point_inputs, masks_in, b = self._prompts(point_coords, point_labels, box, mask_input)
         m = self.model
         with autocast(self.device, self.dtype):
-            point_inputs = m.read_clicks(self._embed, self._features.high_res, point_inputs)
+            point_inputs, read = m.read_clicks(self._embed, self._features.high_res, point_inputs, masks_in)
+            if read:  # a box-trained decoder (cfg.click_boxes): a mask_input was the prior of the box
+                masks_in = None
             pad = m.pad_points(point_inputs[1] if point_inputs is not None else None)
             sparse, dense = m.sam_prompt_encoder(point_inputs, None, masks_in, pad=pad)
             dec = m.sam_mask_decoder(self._embed, m.sam_prompt_encoder.dense_pe(), sparse, dense, multimask_output,

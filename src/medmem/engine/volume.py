@@ -237,6 +237,8 @@ class VolumeSession:
         prev_res = obj.results.get(s)
         if point_inputs is not None and not is_init and prev_res is not None:
             prev = torch.clamp(prev_res.low_res.float().to(m.device), -32.0, 32.0)
+        if m.cfg.click_boxes and p.points is not None and p.box is None and (prev is None or not bool((prev > 0).any())):
+            prev = self._nearest_mask(obj, s)  # a box-trained decoder reads clicks through the nearest mask's box
         mems, ptrs, tmax = ([], [], 1) if is_init else self._select(obj, s, reverse, feats)
         with autocast(m.device, self.dtype):
             out = m.track_step(feats, is_init_cond_frame=is_init, memories=mems, obj_ptrs=ptrs, ptr_tpos_max=tmax,
@@ -251,6 +253,14 @@ class VolumeSession:
         lo, hi = self._cond_neighbours(obj, s)
         obj.dirty = self._union(obj.dirty, (lo, hi))
         return self.mask(obj_id, s)
+
+    def _nearest_mask(self, obj: _Object, s: int) -> Optional[torch.Tensor]:
+        """Low-res logits (1, 1, h, w) of the object's nearest slice to s with a non-empty present mask, or None."""
+        for d in sorted((t for t in obj.results if t != s), key=lambda t: (abs(t - s), t)):
+            r = obj.results[d]
+            if r.object_score > 0 and bool((r.low_res > 0).any()):
+                return torch.clamp(r.low_res.float().to(self.model.device), -32.0, 32.0)
+        return None
 
     def clear_prompts(self, slice_idx: int, obj_id: int) -> None:
         """Remove an object's prompts on a slice (it becomes an ordinary tracked slice)."""

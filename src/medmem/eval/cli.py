@@ -11,6 +11,8 @@ import click
 @click.argument("data", type=click.Path(exists=True, path_type=Path))
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), help="weights (default: bundled model)")
 @click.option("--config", "config", help="model config name (default: inferred from the checkpoint)")
+@click.option("--model", "model_name", default=None,
+              help="a pretrained model by name instead (default: the default model; see `medmem models`)")
 @click.option("--device", default=None, help="cpu | cuda | mps")
 @click.option("--policy", default="fifo", type=click.Choice(["fifo", "self_sorting", "confidence"]))
 @click.option("--policy-opt", "policy_opts", multiple=True, metavar="KEY=VALUE",
@@ -23,8 +25,8 @@ import click
               help="scaling to [0, 1]: auto | percentile | minmax | a CT window name (soft_tissue, lung, bone, ...) [auto]")
 @click.option("--seed", default=42, show_default=True, type=int, help="seed of the click tie-breaks")
 @click.option("--out", type=click.Path(path_type=Path), help="JSON with every case's steps and the summary")
-def eval_interactive_cmd(data, checkpoint, config, device, policy, policy_opts, n_clicks, split, tasks, max_cases,
-                         intensity, seed, out):
+def eval_interactive_cmd(data, checkpoint, config, model_name, device, policy, policy_opts, n_clicks, split, tasks,
+                         max_cases, intensity, seed, out):
     """CVPR 2025 protocol: box, then corrective clicks with re-propagation; DSC/NSD per step, AUCs, time."""
     from ..engine.cli import _load_model
     from ..io.overlay import write_json_atomic
@@ -35,7 +37,7 @@ def eval_interactive_cmd(data, checkpoint, config, device, policy, policy_opts, 
         opts = parse_policy_options(policy_opts, policy)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--policy-opt")
-    model = _load_model(checkpoint, config, device)
+    model = _load_model(checkpoint, config, device, model_name)
     results = []
     for name, image, gts, spacing, boxes in iter_cases(data, split, tasks):
         r = run_case(model, image, gts, spacing, policy=policy, policy_options=opts, n_clicks=n_clicks, seed=seed,
@@ -55,7 +57,8 @@ def eval_interactive_cmd(data, checkpoint, config, device, policy, policy_opts, 
                f"DSC_Final {summ['dsc_final']:.4f}  NSD_Final {summ['nsd_final']:.4f}  "
                f"{summ['seconds_per_class']:.2f} s/class")
     if out is not None:
-        write_json_atomic({"policy": policy, "policy_options": opts, "summary": summ, "cases": results}, out)
+        write_json_atomic({"model": model.cfg.name, "policy": policy,
+                           "policy_options": opts, "summary": summ, "cases": results}, out)
 
 
 commands = [eval_interactive_cmd]

@@ -363,12 +363,14 @@ class SAM2Model(nn.Module):
         return HeadsOutput(low, high, dec.iou_pred, low_best, high_best, obj_ptr, obj)
 
     def read_clicks(self, pix_feat: torch.Tensor, high_res: Optional[List[torch.Tensor]],
-                    point_inputs: Optional[Tuple[torch.Tensor, torch.Tensor]]):
-        """With `cfg.click_boxes` (a box-trained decoder): each click-only prompt in point_inputs (coords (B, P, 2),
-        labels (B, P)) replaced by the candidate box chosen on these features (`model/click_box.py`).
-        pix_feat (B or 1, C, h, w)."""
+                    point_inputs: Optional[Tuple[torch.Tensor, torch.Tensor]],
+                    prior: Optional[torch.Tensor] = None):
+        """With `cfg.click_boxes` (a box-trained decoder): each prompt in point_inputs (coords (B, P, 2), labels (B, P))
+        that holds clicks replaced by the candidate box chosen on these features (`model/click_box.py`).
+        pix_feat (B or 1, C, h, w); prior (B, 1, h', w') logits of the slice's current mask (a correction), or None.
+        Returns (point_inputs, whether any prompt was read)."""
         if not self.cfg.click_boxes or point_inputs is None:
-            return point_inputs
+            return point_inputs, False
         pe = self.sam_prompt_encoder
         grid = tuple(pix_feat.shape[-2:])
         grid = None if grid == tuple(pe.embedding_hw) else grid
@@ -384,7 +386,8 @@ class SAM2Model(nn.Module):
                                         repeat_image=True, high_res_features=hr)
             return dec.masks[:, 0].float(), dec.iou_pred[:, 0].float()
 
-        return boxes_for_clicks(decode, point_inputs, self.image_size)
+        read = boxes_for_clicks(decode, point_inputs, self.image_size, prior)
+        return read, read is not point_inputs
 
     def pad_points(self, labels: Optional[torch.Tensor]) -> bool:
         """Whether the prompt encoder appends a padding point to point labels (B, P): SAM 2 always does;
@@ -460,7 +463,10 @@ class SAM2Model(nn.Module):
             heads = self.mask_as_output(feats, mask_inputs)
         else:
             pix = self.condition_on_memory(feats, memories, obj_ptrs, ptr_tpos_max, memory_cache)
-            point_inputs = self.read_clicks(pix, feats.high_res, point_inputs)
+            point_inputs, read = self.read_clicks(pix, feats.high_res, point_inputs,
+                                                  mask_inputs if prev_mask_logits is None else prev_mask_logits)
+            if read:  # a box-trained decoder: the current mask was the prior of the box, not a mask prompt
+                mask_inputs = prev_mask_logits = None
             if prev_mask_logits is not None:
                 mask_inputs = prev_mask_logits
             heads = self.sam_heads(pix, feats.high_res, point_inputs, mask_inputs,
