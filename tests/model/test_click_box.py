@@ -142,3 +142,18 @@ def test_a_click_prompt_propagates_through_a_volume(lite_ft):
     assert _dice(vs.mask(1, 2), a | b) > 0.85
     fixed = vs.add_prompt(2, 1, points=[[112, 70]], labels=[0])
     assert _dice(fixed, a) > 0.85 and fixed[b].mean() < 0.05
+
+
+def test_box_tracking_takes_each_slice_from_its_nearest_prompted_slice(lite_ft):
+    """Without memory, a slice between two prompted slices is tracked from the nearer one (forward from one
+    before it, backward from one after it; ties forward), not all forward from the first."""
+    img, gt = _disc_image()
+    from medmem.engine.volume import VolumeSession
+
+    vs = VolumeSession(lite_ft, np.stack([img] * 9))
+    vs.add_prompt(1, 1, box=[66, 46, 114, 94])
+    vs.add_prompt(7, 1, box=[66, 46, 114, 94])
+    list(vs.propagate())
+    d = vs.objects[1].tracked_dir
+    assert [s for s in range(9) if s not in (1, 7) and d[s]] == [0, 5, 6]  # backward: from 1 (slice 0), from 7 (5, 6)
+    assert all(_dice(vs.mask(1, s), gt) > 0.85 for s in range(9))

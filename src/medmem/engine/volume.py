@@ -342,7 +342,8 @@ class VolumeSession:
         whose result the second pass changed).
 
         direction: "both" (forward from the first prompted slice to the end, then backward from it
-        to slice 0), "forward" or "backward". Only objects and slice ranges that changed since the
+        to slice 0; for models without memory and several prompted slices, each slice is tracked from its
+        nearest prompted slice: forward from one before it, backward from one after it), "forward" or "backward". Only objects and slice ranges that changed since the
         last call are processed (new objects: everything; corrections: between the neighbouring
         conditioning slices). `start` overrides the first slice of the pass(es).
         """
@@ -369,10 +370,15 @@ class VolumeSession:
             plans = {}
             for obj in todo:
                 first = min(obj.prompts) if not reverse or direction == "both" else max(obj.prompts)
+                nearest = direction == "both" and start is None and not self.model.has_memory and len(obj.prompts) > 1
+                if nearest and reverse:
+                    first = max(obj.prompts)
                 st = first if start is None else int(start)
                 lo, hi = obj.dirty if obj.dirty is not None else (0, self.num_slices - 1)
                 order = range(st, -1, -1) if reverse else range(st, self.num_slices)
                 order = [s for s in order if lo <= s <= hi]
+                if nearest:  # box tracking: each slice is tracked from its nearest prompted slice (ties: forward)
+                    order = [s for s in order if s in obj.prompts or self._from_after(obj, s) == reverse]
                 if order:
                     plans[obj.obj_id] = order
                     obj.policy.start_pass(reverse, order[0])
@@ -415,6 +421,15 @@ class VolumeSession:
             self._tell(obj)
         if self._save_bank is not None:
             self.save_bank(self._save_bank, None if self._shared_bank is not None else todo[0].obj_id)
+
+    @staticmethod
+    def _from_after(obj: _Object, s: int) -> bool:
+        """Whether slice s's nearest prompted slice lies after it (strictly nearer than the nearest at or before)."""
+        before = max((t for t in obj.prompts if t <= s), default=None)
+        after = min((t for t in obj.prompts if t > s), default=None)
+        if before is None or after is None:
+            return before is None
+        return after - s < s - before
 
     def _tell(self, obj: _Object) -> None:
         """Warn when a bank policy ran with an empty bank (it then attended to prompts + recent slices only)."""
