@@ -13,7 +13,8 @@ command 1's box (slice 37, [14, 14, 85, 104]): shifted by ±5 and ±10 px in x a
 (`medmem.data.prompt_sim.mask_to_box`). Other prompt slices use the reference's tight box on that slice.
 `--axes coronal,sagittal` adds one case per axis: the reference's tight box on that axis's largest brain
 slice, propagated along that axis (the model never saw this volume sliced that way in any choice we made).
-The model runs as the CLI runs it: `medmem.build_model(--model, default "default")`, `segment_volume` with a `BoxPrompt`,
+The model runs as the CLI runs it: `medmem.build_model(--model, default "default")`, `segment_volume` with a
+`BoxPrompt`,
 fifo memory, propagation both ways; its Dice / NSD@2mm / HD95 are those `medmem segment --reference`
 prints (`medmem.eval.reference.score_against_reference`).
 
@@ -152,7 +153,8 @@ def main() -> None:
                 + (f" --axes {a.axes}" if a.axes else "") + " --out " + a.out,
         sample="sample:mni152_t1 vs sample:mni152_brain_mask (axial slices unless a row names another axis)",
         shape_slices_hw=[int(img.shape[0]), *map(int, hw)], spacing_mm=[float(v) for v in spacing],
-        model=a.model + (" (" + model.cfg.name + ")" if a.model != model.cfg.name else "") + ", fifo, propagate both ways",
+        model=(a.model + (" (" + model.cfg.name + ")" if a.model != model.cfg.name else "")
+               + ", fifo, propagate both ways"),
         box_convention="inclusive pixel indices [x0, y0, x1, y1]",
         global_threshold=dict(rule=f"t1 > {THRESHOLD}, whole volume, no prompt", **glob),
         rows=rows,

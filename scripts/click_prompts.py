@@ -59,12 +59,14 @@ def main() -> None:
                     box = np.asarray(mask_to_box(gt), dtype=float)
                     mb, _, _ = pred.predict(box=box, multimask_output=False)
                     rows[f"{case.id}:{lab}"] = dict(
-                        click=[int(x), int(y)], click_dice=round(dice(mc[0], gt), 4), box_dice=round(dice(mb[0], gt), 4),
+                        click=[int(x), int(y)], click_dice=round(dice(mc[0], gt), 4),
+                        box_dice=round(dice(mb[0], gt), 4),
                         baseline_box_dice=round(dice(threshold_box_2d(gray, box) > 0, gt), 4),
                         click_seconds=round(secs, 3))
             per_set[man] = dict(objects=len(rows), **{k: round(float(np.mean([r[k] for r in rows.values()])), 4)
                                                      for k in ("click_dice", "box_dice", "baseline_box_dice")},
-                                median_click_seconds=round(float(np.median([r["click_seconds"] for r in rows.values()])), 3),
+                                median_click_seconds=round(float(np.median(
+                                    [r["click_seconds"] for r in rows.values()])), 3),
                                 cases=rows)
             print(json.dumps({name: {man: {k: v for k, v in per_set[man].items() if k != "cases"}}}), flush=True)
         out["models"][name] = per_set

@@ -153,8 +153,8 @@ class SAM2Config:
     obj_score_token: bool = True
     # SAM 2 appends a padding point after box corners; SAM 1 decoders were trained without it
     pad_points_with_box: bool = True
-    # a decoder trained on boxes only (LiteMedSAM's): a prompt of clicks without a box is read through the
-    # candidate box whose mask holds the clicks with the highest predicted IoU (model/click_box.py)
+    # a decoder trained on boxes only (LiteMedSAM's): every prompt that holds clicks (alone, with a box, or
+    # correcting a slice's mask) is read through a candidate box chosen to satisfy them (model/click_box.py)
     click_boxes: bool = False
     # frames without memory use the raw image features (SAM 1 decoders never saw `no_mem_embed`)
     raw_features_without_memory: bool = False

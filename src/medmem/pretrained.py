@@ -9,7 +9,8 @@
 - `medmem_lite_mem_256`: the same + SAM 2 memory trained by medmem; a file of trained parts
   (`write_trained_parts`) holds only what medmem trained and is assembled with LiteMedSAM's weights.
 
-`build_model("default")` builds `DEFAULT_MODEL` (`medmem_lite_ft_256` since 2026-12-07; docs/default_model.md). Every assembled state dict loads strictly.
+`build_model("default")` builds `DEFAULT_MODEL` (`medmem_lite_ft_256` since 2026-12-07; docs/default_model.md).
+Every assembled state dict loads strictly.
 """
 from __future__ import annotations
 

@@ -237,7 +237,8 @@ class VolumeSession:
         prev_res = obj.results.get(s)
         if point_inputs is not None and not is_init and prev_res is not None:
             prev = torch.clamp(prev_res.low_res.float().to(m.device), -32.0, 32.0)
-        if m.cfg.click_boxes and p.points is not None and p.box is None and (prev is None or not bool((prev > 0).any())):
+        no_mask = prev is None or not bool((prev > 0).any())
+        if m.cfg.click_boxes and p.points is not None and p.box is None and no_mask:
             prev = self._nearest_mask(obj, s)  # a box-trained decoder reads clicks through the nearest mask's box
         mems, ptrs, tmax = ([], [], 1) if is_init else self._select(obj, s, reverse, feats)
         with autocast(m.device, self.dtype):
@@ -343,9 +344,10 @@ class VolumeSession:
 
         direction: "both" (forward from the first prompted slice to the end, then backward from it
         to slice 0; for models without memory and several prompted slices, each slice is tracked from its
-        nearest prompted slice: forward from one before it, backward from one after it), "forward" or "backward". Only objects and slice ranges that changed since the
-        last call are processed (new objects: everything; corrections: between the neighbouring
-        conditioning slices). `start` overrides the first slice of the pass(es).
+        nearest prompted slice: forward from one before it, backward from one after it), "forward" or
+        "backward". Only objects and slice ranges that changed since the last call are processed (new
+        objects: everything; corrections: between the neighbouring conditioning slices). `start` overrides
+        the first slice of the pass(es).
         """
         if direction not in ("both", "forward", "backward"):
             raise ValueError("direction must be 'both', 'forward' or 'backward'")

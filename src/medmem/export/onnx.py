@@ -5,7 +5,8 @@ Graphs (each the forward of an existing module or method; nothing re-implemented
 - ``image_encoder``: `SAM2Model.encode_image` (trunk, FPN neck, the decoder's high-res projections)
   images (B, 3, S, S) → vision_feats (B, C, h, w), vision_pos (B, C, h, w), high_res_0 (B, C/8, 4h, 4w),
   high_res_1 (B, C/4, 2h, 2w). Models with a temporal adapter get one graph per clip length T
-  (``image_encoder_t{T}``, B a multiple of T).
+  (``image_encoder_t{T}``, B a multiple of T); models that track on regions (`engine/region.py`) also get
+  ``image_encoder_{R}px`` and ``mask_decoder_{R}px`` for regions of R² (`region_input_size`).
 - ``mask_decoder``: `MaskDecoder.predict_masks` fed by the prompt encoder's tokens
   image_embeddings (B, C, h, w), image_pe (1, C, h, w), sparse (B, N, C), dense (B, C, h, w), high-res
   features → all mask logits (B, K, 4h, 4w), IoU (B, K), mask tokens (B, K, C), object score (B, 1),

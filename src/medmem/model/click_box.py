@@ -131,8 +131,8 @@ def choose_box(masks: torch.Tensor, scores: torch.Tensor, coords: torch.Tensor, 
     """Index of the candidate to keep: among those whose mask satisfies the most clicks (positive inside, negative
     outside), the one closest to `reference` (the prior's mask, (h, w) logits: a correction changes as little as
     it can; Dice), or candidate 0 (the prior box grown to the positive clicks) when that one would keep less than
-    MIN_KEPT of the reference; without a reference, the highest predicted IoU. masks (K, h, w) logits over the model input, scores
-    (K,), coords (P, 2) model pixels, labels (P,)."""
+    MIN_KEPT of the reference; without a reference, the highest predicted IoU. masks (K, h, w) logits over the
+    model input, scores (K,), coords (P, 2) model pixels, labels (P,)."""
     k, h, w = masks.shape
     xy = (coords / size * torch.tensor([w, h], device=coords.device)).long()
     xy[:, 0].clamp_(0, w - 1)
